@@ -1,0 +1,3 @@
+"""sweeplab: experiment-tracked hyperparameter sweeps for Keras."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,28 @@
+"""`python -m sweeplab key=value ...`: one search, configured by Hydra."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from sweeplab.errors import SweeplabError
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from sweeplab.app import run
+
+    try:
+        result = run(cfg, overrides=list(HydraConfig.get().overrides.task))
+    except SweeplabError as err:
+        # A problem the user can fix: the message says which; no traceback.
+        print(f"sweeplab: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    # Returned so that a Hydra sweeper can optimize over searches.
+    return result.best_score
+
+
+if __name__ == "__main__":
+    main()

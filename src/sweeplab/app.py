@@ -1,0 +1,133 @@
+"""One search, end to end: config -> data -> space + family -> tuner ->
+tracked trials -> leaderboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeplab.errors import AllTrialsFailedError
+from sweeplab.schema import AppConfig, check_objective, validate
+
+# Keys that do not change what a search computes, so they do not change its identity.
+_NOT_IDENTITY = {("tracking",), ("tuner", "overwrite"), ("state_dir",), ("leaderboard_rows",)}
+
+
+@dataclass
+class SearchResult:
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    best_run_id: str | None
+    best_score: float | None
+    finished: int
+    failed: int
+
+
+def search_key(resolved: dict) -> str:
+    """A stable hash of everything that defines the search (not where it is logged)."""
+    identity = {}
+    for group, value in resolved.items():
+        if (group,) in _NOT_IDENTITY:
+            continue
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if (group, k) not in _NOT_IDENTITY}
+        identity[group] = value
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run(cfg, overrides: list[str] | None = None) -> SearchResult:
+    """Validate `cfg` (a composed Hydra config), run its search, print the leaderboard."""
+    app_cfg = validate(cfg)
+    return run_validated(app_cfg, overrides or [])
+
+
+def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
+    # Heavy imports only once the config is known to be good.
+    from omegaconf import OmegaConf
+
+    from sweeplab import data as data_module
+    from sweeplab import plots, report, tracking, tuning
+    from sweeplab.models import get_family
+
+    dataset = data_module.load(cfg.data, cfg.seed)
+    check_objective(cfg, dataset.metrics)
+    family = get_family(cfg.family)
+    print(f"[sweeplab] data {dataset.summary()}", flush=True)
+
+    client, uri, experiment_id = tracking.connect(cfg.tracking)
+    key = search_key(cfg.resolved)
+    project = f"{cfg.family}-{cfg.tuner.kind.value}-{key}"
+    search_run = tracking.SearchRun(client, experiment_id, key, fresh=cfg.tuner.overwrite)
+    parent_id = search_run.start(
+        name=project,
+        tags={
+            tracking.FAMILY: cfg.family,
+            tracking.TUNER: cfg.tuner.kind.value,
+            tracking.OVERRIDES: " ".join(overrides),
+        },
+        params=tracking.flatten({k: v for k, v in cfg.resolved.items() if k != "tracking"}),
+        config_yaml=OmegaConf.to_yaml(OmegaConf.create(cfg.resolved)),
+    )
+    print(
+        f"[sweeplab] {'resuming' if search_run.resumed else 'starting'} search {project} "
+        f"(MLflow run {parent_id}, experiment {cfg.tracking.experiment!r})",
+        flush=True,
+    )
+
+    hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
+    directory = str(Path(cfg.state_dir) / _safe(cfg.tracking.experiment))
+    status = "FAILED"
+    try:
+        tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
+        tuning.search(tuner, cfg, dataset)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        search_run.end(status)
+
+    maximize = cfg.tuner.direction.value == "max"
+    runs = report.rank(report.trial_runs(client, experiment_id, parent_id), cfg.tuner.objective, maximize)
+    failures = tuning.trial_failures(tuner)
+    scores = tuning.trial_scores(tuner)
+    figure = plots.search_progress(scores, cfg.tuner.objective, maximize, project)
+    client.log_figure(parent_id, figure, "search_progress.png")
+    plots.close(figure)
+    best = runs[0] if runs else None
+    objective_key = f"final_{cfg.tuner.objective}" if cfg.tuner.objective.startswith("val_") else None
+    summary = {"trials_finished": len(runs), "trials_failed": len(failures)}
+    if best is not None and objective_key in best.data.metrics:
+        summary[f"best_{cfg.tuner.objective}"] = best.data.metrics[objective_key]
+    tracking.log_metrics(client, parent_id, summary)
+
+    print()
+    print(report.leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+    if failures:
+        print(f"\n{len(failures)} trial(s) failed:")
+        for trial_id, reason in failures:
+            print(f"  trial {trial_id}: {reason}")
+    print(f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')")
+    sys.stdout.flush()
+
+    if not runs:
+        reasons = "; ".join(f"trial {t}: {r}" for t, r in failures) or "no trial ran"
+        raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
+    return SearchResult(
+        parent_run_id=parent_id,
+        experiment_id=experiment_id,
+        tracking_uri=uri,
+        best_run_id=best.info.run_id if best else None,
+        best_score=summary.get(f"best_{cfg.tuner.objective}"),
+        finished=len(runs),
+        failed=len(failures),
+    )
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,24 @@
+"""Model families. Each module holds a family's config schema, the rules for
+the hyperparameters its builder reads, and `build(values, dataset, cfg)`.
+
+A new family is a module here, an entry in FAMILIES and a YAML file in
+conf/model/. Modules import Keras only inside `build`, so validating a config
+stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from sweeplab.errors import ConfigError
+
+FAMILIES = {
+    "mlp": "sweeplab.models.mlp",
+}
+
+
+def get_family(name) -> ModuleType:
+    if name not in FAMILIES:
+        raise ConfigError("model.family", name, f"one of {sorted(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name])

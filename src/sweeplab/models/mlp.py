@@ -1,0 +1,61 @@
+"""Multi-layer perceptron on flattened inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+from sweeplab.space import Flag, Number, OneOf
+from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, INITIALIZERS, OUTPUT_ACTIVATIONS
+
+
+@dataclass
+class Config:
+    family: str = "mlp"
+    output_activation: str = "softmax"
+    space: Dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> list[tuple[str, Any, str]]:
+        """(key, value, expected) for every bad fixed setting."""
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            return [("model.output_activation", self.output_activation, f"one of {list(OUTPUT_ACTIVATIONS)}")]
+        return []
+
+
+# The hyperparameters build() reads; a space may search or fix any of them.
+HYPERPARAMETERS = {
+    "layers": Number(int, low=1, high=64, default=2),
+    "units": Number(int, low=1, default=64),
+    "activation": OneOf(ACTIVATIONS, default="relu"),
+    "initializer": OneOf(INITIALIZERS, default="glorot_uniform"),
+    "batch_norm": OneOf(BATCH_NORM, default="none"),
+    "dropout": Number(float, low=0.0, high=1.0, high_exclusive=True, default=0.0),
+    "learning_rate": Number(float, low=0.0, low_exclusive=True, default=None),
+    "standardize_inputs": Flag(default=False),
+}
+
+
+def build(values: dict, dataset, cfg: Config):
+    import keras
+    from keras import layers
+
+    from sweeplab.models.blocks import classification_head, dense_block
+
+    inputs = keras.Input(shape=dataset.input_shape, name="input")
+    x = layers.Flatten(name="flatten")(inputs)
+    if values["standardize_inputs"]:
+        norm = layers.Normalization(name="standardize")
+        norm.adapt(dataset.train.x.reshape(len(dataset.train.x), -1))
+        x = norm(x)
+    for i in range(values["layers"]):
+        x = dense_block(
+            x,
+            units=values["units"],
+            activation=values["activation"],
+            initializer=values["initializer"],
+            batch_norm=values["batch_norm"],
+            dropout=values["dropout"],
+            name=f"hidden{i + 1}",
+        )
+    outputs = classification_head(x, dataset.num_classes, cfg.output_activation)
+    return keras.Model(inputs, outputs, name="mlp")

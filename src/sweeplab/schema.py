@@ -1,0 +1,306 @@
+"""Structured-config schemas: every group of a composed config is validated
+here, before any data is loaded, any model trained or any MLflow run created.
+
+A misspelled key, a wrong type, an unknown choice or an impossible range
+raises `ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from sweeplab.data import DATASETS
+from sweeplab.errors import ConfigError
+from sweeplab.models import get_family
+from sweeplab.space import Space, parse_space
+from sweeplab.vocabulary import LOSSES, OPTIMIZERS
+
+
+class TunerKind(str, enum.Enum):
+    random = "random"
+    bayesian = "bayesian"
+    hyperband = "hyperband"
+    grid = "grid"
+
+
+class Direction(str, enum.Enum):
+    max = "max"
+    min = "min"
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    standardize: bool = True
+
+
+@dataclass
+class TunerConfig:
+    kind: TunerKind = TunerKind.random
+    max_trials: Optional[int] = 10
+    objective: str = "val_accuracy"
+    direction: Direction = Direction.max
+    seed: Optional[int] = 1
+    executions_per_trial: int = 1
+    max_consecutive_failed_trials: int = 3
+    overwrite: bool = False
+
+
+@dataclass
+class BayesianTunerConfig(TunerConfig):
+    num_initial_points: Optional[int] = None
+    alpha: float = 1e-4
+    beta: float = 2.6
+
+
+@dataclass
+class HyperbandTunerConfig(TunerConfig):
+    max_epochs: int = 9
+    factor: int = 3
+    hyperband_iterations: int = 1
+
+
+TUNER_SCHEMAS = {
+    "random": TunerConfig,
+    "bayesian": BayesianTunerConfig,
+    "hyperband": HyperbandTunerConfig,
+    "grid": TunerConfig,
+}
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = True
+    monitor: str = "val_loss"
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    loss: Optional[str] = None
+    verbose: int = 2
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None
+    experiment: str = "sweeplab"
+    artifact_location: Optional[str] = None
+    log_models: bool = True
+
+
+@dataclass
+class RootConfig:
+    seed: int = 42
+    state_dir: str = ".sweeplab/tuner"
+    leaderboard_rows: int = 10
+
+
+GROUPS = ("data", "model", "tuner", "trainer", "tracking")
+
+
+@dataclass
+class AppConfig:
+    """A validated config: typed groups plus the parsed search space."""
+
+    data: DataConfig
+    model: Any
+    tuner: TunerConfig
+    trainer: TrainerConfig
+    tracking: TrackingConfig
+    seed: int
+    state_dir: str
+    leaderboard_rows: int
+    space: Space
+    resolved: dict  # the whole config as plain data, for logging
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+
+def validate(cfg: DictConfig | dict) -> AppConfig:
+    """Check every group against its schema; raise ConfigError on the first problem."""
+    raw = _resolve(cfg)
+    unknown = set(raw) - set(GROUPS) - {f.name for f in dataclasses.fields(RootConfig)}
+    if unknown:
+        key = sorted(unknown)[0]
+        allowed = sorted(set(GROUPS) | {f.name for f in dataclasses.fields(RootConfig)})
+        raise ConfigError(key, raw[key], f"one of the top-level keys {allowed}")
+    for group in GROUPS:
+        if not isinstance(raw.get(group), dict):
+            raise ConfigError(group, raw.get(group), f"a '{group}' config group (e.g. {group}=<option>)")
+
+    root = _typed(RootConfig, {k: v for k, v in raw.items() if k not in GROUPS}, prefix="")
+    data = _typed(DataConfig, raw["data"], "data")
+    if data.name not in DATASETS:
+        raise ConfigError("data.name", data.name, f"one of {list(DATASETS)}")
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(data, key)
+        if not 0 < value < 1:
+            raise ConfigError(f"data.{key}", value, "a fraction between 0 and 1 (exclusive)")
+    if data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            "data.val_fraction", data.val_fraction, "val_fraction + test_fraction < 1 (some data must remain for training)"
+        )
+
+    family = get_family(raw["model"].get("family"))
+    model = _typed(family.Config, raw["model"], "model")
+    for key, value, expected in model.check():
+        raise ConfigError(key, value, expected)
+    space = parse_space(model.space, family.HYPERPARAMETERS)
+
+    kind = raw["tuner"].get("kind")
+    if kind not in TUNER_SCHEMAS:
+        raise ConfigError("tuner.kind", kind, f"one of {sorted(TUNER_SCHEMAS)}")
+    tuner = _typed(TUNER_SCHEMAS[kind], raw["tuner"], "tuner")
+    _check_tuner(tuner, space)
+
+    trainer = _typed(TrainerConfig, raw["trainer"], "trainer")
+    _check_trainer(trainer)
+    tracking = _typed(TrackingConfig, raw["tracking"], "tracking")
+    if not tracking.experiment.strip():
+        raise ConfigError("tracking.experiment", tracking.experiment, "a non-empty experiment name")
+
+    return AppConfig(
+        data=data,
+        model=model,
+        tuner=tuner,
+        trainer=trainer,
+        tracking=tracking,
+        seed=root.seed,
+        state_dir=root.state_dir,
+        leaderboard_rows=root.leaderboard_rows,
+        space=space,
+        resolved=raw,
+    )
+
+
+def _check_tuner(tuner: TunerConfig, space: Space) -> None:
+    _positive("tuner.executions_per_trial", tuner.executions_per_trial)
+    _positive("tuner.max_consecutive_failed_trials", tuner.max_consecutive_failed_trials)
+    if tuner.kind in (TunerKind.random, TunerKind.bayesian):
+        if tuner.max_trials is None:
+            raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")
+    if tuner.max_trials is not None:
+        _positive("tuner.max_trials", tuner.max_trials)
+    if isinstance(tuner, HyperbandTunerConfig):
+        _positive("tuner.max_epochs", tuner.max_epochs)
+        if tuner.factor < 2:
+            raise ConfigError("tuner.factor", tuner.factor, "an integer >= 2")
+        _positive("tuner.hyperband_iterations", tuner.hyperband_iterations)
+    if tuner.kind == TunerKind.grid:
+        space.require_grid_compatible("model.space")
+
+
+def _check_trainer(trainer: TrainerConfig) -> None:
+    _positive("trainer.epochs", trainer.epochs)
+    _positive("trainer.batch_size", trainer.batch_size)
+    if trainer.optimizer not in OPTIMIZERS:
+        raise ConfigError("trainer.optimizer", trainer.optimizer, f"one of {list(OPTIMIZERS)}")
+    if not trainer.learning_rate > 0:
+        raise ConfigError("trainer.learning_rate", trainer.learning_rate, "a number > 0")
+    if trainer.loss is not None and trainer.loss not in LOSSES:
+        raise ConfigError("trainer.loss", trainer.loss, f"null (chosen from the task) or one of {list(LOSSES)}")
+    if trainer.verbose not in (0, 1, 2):
+        raise ConfigError("trainer.verbose", trainer.verbose, "0, 1 or 2")
+    if trainer.early_stopping.patience < 0:
+        raise ConfigError("trainer.early_stopping.patience", trainer.early_stopping.patience, "an integer >= 0")
+
+
+def check_objective(cfg: AppConfig, metrics: list[str]) -> None:
+    """The tuner's objective and the early-stopping monitor must be metrics the model reports."""
+    reported = ["loss", *metrics]
+    allowed = reported + [f"val_{m}" for m in reported]
+    if cfg.tuner.objective not in allowed:
+        raise ConfigError("tuner.objective", cfg.tuner.objective, f"a metric the model reports: one of {allowed}")
+    if cfg.trainer.early_stopping.enabled and cfg.trainer.early_stopping.monitor not in allowed:
+        raise ConfigError(
+            "trainer.early_stopping.monitor",
+            cfg.trainer.early_stopping.monitor,
+            f"a metric the model reports: one of {allowed}",
+        )
+
+
+def _positive(key: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(key, value, "an integer >= 1")
+
+
+def _resolve(cfg) -> dict:
+    if isinstance(cfg, DictConfig):
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as err:
+            raise ConfigError(str(err.full_key or "?"), None, f"a value that resolves ({err.msg})") from None
+    return dict(cfg)
+
+
+def _typed(schema: type, data: dict, prefix: str):
+    """Merge `data` into `schema`'s structured config and return the dataclass."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), data)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as err:
+        key = _join(prefix, err.full_key)
+        allowed = [f.name for f in dataclasses.fields(schema)]
+        value = _lookup(data, err.full_key)
+        raise ConfigError(key, value, f"one of the keys {allowed}") from None
+    except OmegaConfBaseException as err:
+        key = _join(prefix, err.full_key)
+        value = _lookup(data, err.full_key)
+        raise ConfigError(key, value, _describe_field(schema, err.full_key)) from None
+
+
+def _join(prefix: str, key) -> str:
+    key = str(key or "")
+    return f"{prefix}.{key}" if prefix and key else (prefix or key)
+
+
+def _lookup(data: dict, dotted) -> Any:
+    node: Any = data
+    for part in str(dotted or "").split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _describe_field(schema: type, dotted) -> str:
+    """Say in words what type a (possibly nested) dataclass field expects."""
+    hint: Any = schema
+    for part in str(dotted or "").split("."):
+        if not dataclasses.is_dataclass(hint):
+            break
+        hint = typing.get_type_hints(hint).get(part, Any)
+    return _describe_type(hint)
+
+
+def _describe_type(hint) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        return f"null or {_describe_type(inner)}"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return f"one of {[m.value for m in hint]}"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if hint in names:
+        return names[hint]
+    if dataclasses.is_dataclass(hint):
+        return f"a mapping with the keys {[f.name for f in dataclasses.fields(hint)]}"
+    return "a mapping" if typing.get_origin(hint) is dict else "a valid value"

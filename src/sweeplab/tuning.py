@@ -1,0 +1,164 @@
+"""Keras Tuner: the hypermodel, the tuner of the configured kind, the search.
+
+Each trial is tracked by hooking the tuner's own trial methods (Keras Tuner's
+`logger=` argument is deprecated): `run_trial` opens the trial's MLflow run,
+`_build_and_fit_model` adds the epoch logger, and when training ends the
+best epoch's weights are restored, evaluated on validation and test, and
+logged with the curves and the model summary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from sweeplab import plots, training
+from sweeplab.tracking import SearchRun, TrialRun, short_reason
+
+TUNERS = {
+    "random": kt.RandomSearch,
+    "bayesian": kt.BayesianOptimization,
+    "hyperband": kt.Hyperband,
+    "grid": kt.GridSearch,
+}
+
+
+class SweepHyperModel(kt.HyperModel):
+    """Builds a family's model from the values the space gives for a trial."""
+
+    def __init__(self, family, cfg, dataset):
+        super().__init__(name=cfg.family)
+        self.family, self.cfg, self.dataset = family, cfg, dataset
+
+    def build(self, hp):
+        return self.build_with(self.cfg.space.sample(hp))
+
+    def build_with(self, values: dict):
+        model = self.family.build(values, self.dataset, self.cfg.model)
+        training.compile_model(model, values, self.dataset, self.cfg.trainer)
+        return model
+
+
+class TrackedTrials:
+    """Mixin for a Keras Tuner class: one MLflow child run per trial."""
+
+    def __init__(self, *args, search_run: SearchRun, dataset, family_name: str, log_models: bool, **kwargs):
+        self.search_run = search_run
+        self.dataset = dataset
+        self.family_name = family_name
+        self.log_models = log_models
+        self._trial_run: TrialRun | None = None
+        self._model = None
+        super().__init__(*args, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = dict(trial.hyperparameters.values)
+        self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values)
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)
+            self._check_finite(histories)
+            self._record(trial)
+        except BaseException as err:
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            self._trial_run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
+            raise
+        self._trial_run.finish()
+        return histories
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        # Added here, after Keras Tuner deep-copies the search's callbacks.
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), self._trial_run.epochs.callback()]
+        return super()._build_and_fit_model(trial, *args, **kwargs)
+
+    def _try_build(self, hp):
+        self._model = super()._try_build(hp)
+        return self._model
+
+    def _check_finite(self, histories) -> None:
+        for history in histories:
+            losses = history.history.get("loss", [])
+            for epoch, loss in enumerate(losses):
+                if not math.isfinite(loss):
+                    raise kt.errors.FailedTrialError(f"loss became {loss} at epoch {epoch + 1}")
+
+    def _record(self, trial) -> None:
+        """Best epoch's weights -> final val/test metrics, curves, summary, model."""
+        model, run, data = self._model, self._trial_run, self.dataset
+        # Keras Tuner checkpointed the best epoch; the logged model is that one.
+        model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+        metrics = {"epochs_trained": len(run.epochs.history.get("loss", []))}
+        for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
+            split = getattr(data, split_name)
+            scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
+            metrics.update({prefix + k: v for k, v in scores.items()})
+        metrics["param_count"] = model.count_params()
+        run.log_results(metrics)
+
+        figure = plots.learning_curves(run.epochs.history, f"trial {trial.trial_id}")
+        run.log_figure(figure, "learning_curves.png")
+        plots.close(figure)
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+        run.log_text("\n".join(lines), "model_summary.txt")
+        if self.log_models:
+            run.log_model(model, data.test.x[:5])
+
+
+def make_tuner(cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str):
+    """The configured Keras Tuner class, with trial tracking mixed in."""
+    base = TUNERS[cfg.tuner.kind.value]
+    tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
+    t = cfg.tuner
+    options = dict(
+        hypermodel=hypermodel,
+        objective=kt.Objective(t.objective, direction=t.direction.value),
+        seed=t.seed,
+        executions_per_trial=t.executions_per_trial,
+        max_consecutive_failed_trials=t.max_consecutive_failed_trials,
+        overwrite=t.overwrite,
+        directory=directory,
+        project_name=project_name,
+    )
+    if t.kind.value == "hyperband":
+        options.update(max_epochs=t.max_epochs, factor=t.factor, hyperband_iterations=t.hyperband_iterations)
+    else:
+        options["max_trials"] = t.max_trials
+    if t.kind.value == "bayesian":
+        options.update(num_initial_points=t.num_initial_points, alpha=t.alpha, beta=t.beta)
+    return tuner_class(
+        search_run=search_run,
+        dataset=dataset,
+        family_name=cfg.family,
+        log_models=cfg.tracking.log_models,
+        **options,
+    )
+
+
+def search(tuner, cfg, dataset) -> None:
+    keras.utils.set_random_seed(cfg.seed)
+    tuner.search(
+        dataset.train.x,
+        dataset.train.y,
+        validation_data=(dataset.val.x, dataset.val.y),
+        epochs=cfg.trainer.epochs,
+        batch_size=cfg.trainer.batch_size,
+        callbacks=training.callbacks(cfg.trainer),
+        verbose=cfg.trainer.verbose,
+    )
+
+
+def trial_scores(tuner) -> list[float | None]:
+    """Each trial's objective in trial order (None where the trial failed)."""
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id) if t.trial_id.isdigit() else 0)
+    return [t.score if t.status == "COMPLETED" and t.score is not None and np.isfinite(t.score) else None for t in trials]
+
+
+def trial_failures(tuner) -> list[tuple[str, str]]:
+    return [
+        (t.trial_id, short_reason(t.message))
+        for t in tuner.oracle.trials.values()
+        if t.status in ("FAILED", "INVALID")
+    ]
