@@ -36,7 +36,7 @@ test: $(STAMP) ## Run the whole test suite
 
 ui: $(STAMP) ## Browse the local MLflow store at http://127.0.0.1:5000
 	@mkdir -p $(STORE)
-	$(UI_ENV) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT)
+	$(UI_ENV) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) --workers 2
 
 lock: ## Re-resolve the dependencies and rewrite requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -27,7 +27,8 @@ def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
         {m for r in runs for m in r.data.metrics if m.startswith(("final_val_", "test_"))},
         key=lambda m: (not m.startswith("final_val_"), m),
     )
-    param_names = sorted({p for r in runs[:rows] for p in r.data.params})
+    # Keras Tuner's own bookkeeping (tuner/epochs, tuner/bracket...) is not a hyperparameter.
+    param_names = sorted({p for r in runs[:rows] for p in r.data.params if not p.startswith("tuner/")})
     header = ["#", "run", "family", *param_names, *[m.replace("final_", "") for m in metric_names]]
     table = []
     for i, run in enumerate(runs[:rows], start=1):

@@ -45,6 +45,9 @@ class DataConfig:
 
 @dataclass
 class TunerConfig:
+    """One schema for every kind, so that one override works across a multirun
+    over tuners (e.g. `-m tuner=random,hyperband ++tuner.max_epochs=3`)."""
+
     kind: TunerKind = TunerKind.random
     max_trials: Optional[int] = 10
     objective: str = "val_accuracy"
@@ -53,28 +56,14 @@ class TunerConfig:
     executions_per_trial: int = 1
     max_consecutive_failed_trials: int = 3
     overwrite: bool = False
-
-
-@dataclass
-class BayesianTunerConfig(TunerConfig):
-    num_initial_points: Optional[int] = None
-    alpha: float = 1e-4
-    beta: float = 2.6
-
-
-@dataclass
-class HyperbandTunerConfig(TunerConfig):
+    # Hyperband only.
     max_epochs: int = 9
     factor: int = 3
     hyperband_iterations: int = 1
-
-
-TUNER_SCHEMAS = {
-    "random": TunerConfig,
-    "bayesian": BayesianTunerConfig,
-    "hyperband": HyperbandTunerConfig,
-    "grid": TunerConfig,
-}
+    # Bayesian only.
+    num_initial_points: Optional[int] = None
+    alpha: float = 1e-4
+    beta: float = 2.6
 
 
 @dataclass
@@ -165,10 +154,7 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         raise ConfigError(key, value, expected)
     space = parse_space(model.space, family.HYPERPARAMETERS)
 
-    kind = raw["tuner"].get("kind")
-    if kind not in TUNER_SCHEMAS:
-        raise ConfigError("tuner.kind", kind, f"one of {sorted(TUNER_SCHEMAS)}")
-    tuner = _typed(TUNER_SCHEMAS[kind], raw["tuner"], "tuner")
+    tuner = _typed(TunerConfig, raw["tuner"], "tuner")
     _check_tuner(tuner, space)
 
     trainer = _typed(TrainerConfig, raw["trainer"], "trainer")
@@ -199,7 +185,7 @@ def _check_tuner(tuner: TunerConfig, space: Space) -> None:
             raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")
     if tuner.max_trials is not None:
         _positive("tuner.max_trials", tuner.max_trials)
-    if isinstance(tuner, HyperbandTunerConfig):
+    if tuner.kind == TunerKind.hyperband:
         _positive("tuner.max_epochs", tuner.max_epochs)
         if tuner.factor < 2:
             raise ConfigError("tuner.factor", tuner.factor, "an integer >= 2")

@@ -1,0 +1,105 @@
+"""A real search of 2 trials x 2 epochs on digits, read back through MLflow."""
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from sweeplab import data as data_module
+from sweeplab.app import run
+from sweeplab.schema import validate
+
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """Run one tiny search for the whole module (training is the slow part)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conftest import CONF_DIR
+
+    tmp = tmp_path_factory.mktemp("search")
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    overrides = [*TINY, f"tracking.uri={uri}", f"state_dir={tmp / 'state'}", "tracking.experiment=test-search"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    result = run(cfg, overrides=overrides)
+    return result, cfg, MlflowClient(tracking_uri=uri)
+
+
+def _children(client, result):
+    return client.search_runs(
+        [result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'"
+    )
+
+
+def test_one_parent_and_two_children(searched):
+    result, _, client = searched
+    runs = client.search_runs([result.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweeplab.role") == "search"]
+    children = _children(client, result)
+    assert len(parents) == 1 and parents[0].info.run_id == result.parent_run_id
+    assert len(children) == 2
+    assert {c.data.tags["sweeplab.role"] for c in children} == {"trial"}
+    assert {c.data.tags["sweeplab.trial_id"] for c in children} == {"0", "1"}
+    assert all(c.info.status == "FINISHED" for c in children)
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweeplab.family"] == "mlp"
+    assert parent.data.tags["sweeplab.tuner"] == "random"
+    assert parent.data.params["trainer.epochs"] == "2"
+    assert parent.data.metrics["trials_finished"] == 2
+
+
+def test_each_trial_logs_params_epoch_metrics_and_final_metrics(searched):
+    result, cfg, client = searched
+    for child in _children(client, result):
+        params = child.data.params
+        assert {"layers", "units", "activation", "initializer", "batch_norm", "dropout", "learning_rate"} <= set(params)
+        epochs = int(child.data.metrics["epochs_trained"])
+        assert 1 <= epochs <= 2
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            history = client.get_metric_history(child.info.run_id, name)
+            assert [m.step for m in history] == list(range(epochs))
+        for name in ("final_val_accuracy", "final_val_loss", "test_accuracy", "test_loss"):
+            assert name in child.data.metrics
+        assert 0.0 <= child.data.metrics["test_accuracy"] <= 1.0
+
+
+def test_each_trial_logs_its_artifacts(searched):
+    result, _, client = searched
+    child = _children(client, result)[0]
+    top = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"model", "learning_curves.png", "model_summary.txt"} <= top
+    model_files = {a.path for a in client.list_artifacts(child.info.run_id, "model")}
+    assert {"model/MLmodel", "model/input_example.json"} <= model_files
+    parent_files = {a.path for a in client.list_artifacts(result.parent_run_id)}
+    assert {"config.yaml", "search_progress.png"} <= parent_files
+
+
+def test_logged_model_predicts_class_probabilities(searched):
+    result, cfg, client = searched
+    app_cfg = validate(cfg)
+    dataset = data_module.load(app_cfg.data, app_cfg.seed)
+    child = _children(client, result)[0]
+    mlflow.set_tracking_uri(result.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
+    assert model.metadata.signature is not None
+    probabilities = np.asarray(model.predict(dataset.test.x))
+    assert probabilities.shape == (len(dataset.test.x), 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    # The logged model is the evaluated one: its accuracy is the recorded test accuracy.
+    accuracy = float((probabilities.argmax(axis=1) == dataset.test.y).mean())
+    assert accuracy == pytest.approx(child.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_the_best_trial_is_reported(searched):
+    result, _, client = searched
+    children = _children(client, result)
+    best = max(children, key=lambda c: c.data.metrics["final_val_accuracy"])
+    assert result.best_run_id == best.info.run_id
+    assert result.best_score == pytest.approx(best.data.metrics["final_val_accuracy"])
