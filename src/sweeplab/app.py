@@ -51,7 +51,6 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
     from omegaconf import OmegaConf
 
     from sweeplab import data as data_module
-    from sweeplab import plots, report, tracking, tuning
     from sweeplab.heads import reported_metrics, resolve_heads
     from sweeplab.models import check_compatible, get_family
 
@@ -61,6 +60,9 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
     heads = resolve_heads(dataset, cfg.model, cfg.trainer)
     check_objective(cfg, reported_metrics(heads))
     dataset = dataset.with_one_hot([h.name for h in heads if h.one_hot])
+    # TensorFlow and MLflow load only once the data fits the family and the objective.
+    from sweeplab import plots, report, tracking, tuning
+
     print(f"[sweeplab] data {dataset.summary()}", flush=True)
 
     client, uri, experiment_id = tracking.connect(cfg.tracking)

@@ -63,7 +63,9 @@ def comparison(columns: list[str], rows: list[list], title: str):
             ax.axis("off")
             continue
         values = [row[index + 1] if row[index + 1] is not None else 0.0 for row in rows]
-        ax.bar(labels, values, color="tab:blue")
+        positions = range(len(labels))
+        ax.bar(positions, values, color="tab:blue")
+        ax.set_xticks(positions, labels)
         ax.set_title(quantities[index].replace("final_", ""))
         ax.set_xlabel(columns[0])
         ax.tick_params(axis="x", labelsize=7)
