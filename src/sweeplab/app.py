@@ -14,7 +14,7 @@ from sweeplab.errors import AllTrialsFailedError
 from sweeplab.schema import AppConfig, check_objective, validate
 
 # Keys that do not change what a search computes, so they do not change its identity.
-_NOT_IDENTITY = {("tracking",), ("tuner", "overwrite"), ("state_dir",), ("leaderboard_rows",)}
+_NOT_IDENTITY = {("tracking",), ("tuner", "overwrite"), ("state_dir",), ("leaderboard_rows",), ("compare_by",)}
 
 
 @dataclass
@@ -51,12 +51,18 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
     from omegaconf import OmegaConf
 
     from sweeplab import data as data_module
-    from sweeplab import plots, report, tracking, tuning
-    from sweeplab.models import get_family
+    from sweeplab.heads import reported_metrics, resolve_heads
+    from sweeplab.models import check_compatible, get_family
 
     dataset = data_module.load(cfg.data, cfg.seed)
-    check_objective(cfg, dataset.metrics)
     family = get_family(cfg.family)
+    check_compatible(family, dataset)
+    heads = resolve_heads(dataset, cfg.model, cfg.trainer)
+    check_objective(cfg, reported_metrics(heads))
+    dataset = dataset.with_one_hot([h.name for h in heads if h.one_hot])
+    # TensorFlow and MLflow load only once the data fits the family and the objective.
+    from sweeplab import plots, report, tracking, tuning
+
     print(f"[sweeplab] data {dataset.summary()}", flush=True)
 
     client, uri, experiment_id = tracking.connect(cfg.tracking)
@@ -108,6 +114,8 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
 
     print()
     print(report.leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+    if cfg.compare_by:
+        report.log_comparison(client, parent_id, runs, cfg.compare_by, project)
     if failures:
         print(f"\n{len(failures)} trial(s) failed:")
         for trial_id, reason in failures:

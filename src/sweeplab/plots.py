@@ -49,3 +49,27 @@ def search_progress(scores: list[float | None], objective: str, maximize: bool, 
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+def comparison(columns: list[str], rows: list[list], title: str):
+    """One bar panel per compared quantity, one bar per trial (e.g. per variant)."""
+    labels = [str(row[0]) for row in rows]
+    quantities = columns[1:]
+    ncols = min(3, len(quantities))
+    nrows = -(-len(quantities) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.2 * nrows), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        if index >= len(quantities):
+            ax.axis("off")
+            continue
+        values = [row[index + 1] if row[index + 1] is not None else 0.0 for row in rows]
+        positions = range(len(labels))
+        ax.bar(positions, values, color="tab:blue")
+        ax.set_xticks(positions, labels)
+        ax.set_title(quantities[index].replace("final_", ""))
+        ax.set_xlabel(columns[0])
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -54,3 +54,71 @@ def _short(value: str) -> str:
     except ValueError:
         return value
     return value if number.is_integer() or len(value) <= 8 else f"{number:.4g}"
+
+
+COMPARED = ("epochs_trained", "param_count")
+
+
+def comparison_rows(runs: list, by: str) -> tuple[list[str], list[list]]:
+    """One row per trial, ordered by the trial param `by`: final val/test metrics, epochs, parameters."""
+    metrics = sorted(
+        {m for r in runs for m in r.data.metrics if m.startswith(("final_val_", "test_"))},
+        key=lambda m: (not m.startswith("final_val_"), m),
+    )
+    columns = [by, *metrics, *COMPARED]
+    rows = [
+        [r.data.params.get(by, ""), *[r.data.metrics.get(m) for m in [*metrics, *COMPARED]]]
+        for r in runs
+        if by in r.data.params
+    ]
+    return columns, sorted(rows, key=lambda row: _sort_key(row[0]))
+
+
+def comparison_table(columns: list[str], rows: list[list]) -> str:
+    header = [c.replace("final_", "") for c in columns]
+    cells = [[str(row[0]), *[_cell(v) for v in row[1:]]] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *cells]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def log_comparison(client, run_id: str, runs: list, by: str, title: str) -> str:
+    """Print the comparison of every trial by `by` and log it (text, CSV, figure, metrics by step) to `run_id`."""
+    from sweeplab import plots, tracking
+
+    columns, rows = comparison_rows(runs, by)
+    if not rows:
+        print(f"\nNo finished trial has the param {by!r} to compare by.")
+        return ""
+    text = comparison_table(columns, rows)
+    print(f"\nComparison by {by} ({len(rows)} trials)\n{text}")
+    client.log_text(run_id, text, "comparison.txt")
+    csv = "\n".join(",".join("" if v is None else str(v) for v in row) for row in [columns, *rows])
+    client.log_text(run_id, csv, "comparison.csv")
+    figure = plots.comparison(columns, rows, f"{title}: by {by}")
+    client.log_figure(run_id, figure, "comparison.png")
+    plots.close(figure)
+    for row in rows:
+        step = int(float(row[0])) if _is_number(row[0]) else 0
+        values = {f"compare_{c.replace('final_', '')}": v for c, v in zip(columns[1:], row[1:]) if v is not None}
+        tracking.log_metrics(client, run_id, values, step=step)
+    return text
+
+
+def _sort_key(value: str):
+    return (0, float(value), "") if _is_number(value) else (1, 0.0, value)
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:.4f}"

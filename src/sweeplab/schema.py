@@ -11,12 +11,12 @@ import dataclasses
 import enum
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from sweeplab.data import DATASETS
+from sweeplab.data import DATASETS, TASKS
 from sweeplab.errors import ConfigError
 from sweeplab.models import get_family
 from sweeplab.space import Space, parse_space
@@ -41,6 +41,14 @@ class DataConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     standardize: bool = True
+    # npz / csv / mnist: the file to load.
+    path: Optional[str] = None
+    # npz / csv: input name -> column list (csv) or array key (npz).
+    inputs: Optional[Dict[str, Any]] = None
+    # npz / csv: target column or array key -> task (classification or regression).
+    targets: Optional[Dict[str, str]] = None
+    # mnist: fetch with Keras' loader when `path` is absent (needs network).
+    download: bool = False
 
 
 @dataclass
@@ -98,6 +106,8 @@ class RootConfig:
     seed: int = 42
     state_dir: str = ".sweeplab/tuner"
     leaderboard_rows: int = 10
+    # A trial param (e.g. variant): print and log one table and figure comparing every trial by it.
+    compare_by: Optional[str] = None
 
 
 GROUPS = ("data", "model", "tuner", "trainer", "tracking")
@@ -115,6 +125,7 @@ class AppConfig:
     seed: int
     state_dir: str
     leaderboard_rows: int
+    compare_by: Optional[str]
     space: Space
     resolved: dict  # the whole config as plain data, for logging
 
@@ -143,6 +154,9 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         value = getattr(data, key)
         if not 0 < value < 1:
             raise ConfigError(f"data.{key}", value, "a fraction between 0 and 1 (exclusive)")
+    for target, task in (data.targets or {}).items():
+        if task not in TASKS:
+            raise ConfigError(f"data.targets.{target}", task, f"one of {list(TASKS)}")
     if data.val_fraction + data.test_fraction >= 1:
         raise ConfigError(
             "data.val_fraction", data.val_fraction, "val_fraction + test_fraction < 1 (some data must remain for training)"
@@ -172,6 +186,7 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         seed=root.seed,
         state_dir=root.state_dir,
         leaderboard_rows=root.leaderboard_rows,
+        compare_by=root.compare_by,
         space=space,
         resolved=raw,
     )
@@ -210,7 +225,11 @@ def _check_trainer(trainer: TrainerConfig) -> None:
 
 
 def check_objective(cfg: AppConfig, metrics: list[str]) -> None:
-    """The tuner's objective and the early-stopping monitor must be metrics the model reports."""
+    """The tuner's objective and the early-stopping monitor must be metrics the model reports.
+
+    `metrics`: what the model's heads report besides `loss` (`heads.reported_metrics`):
+    with several heads, `<head>_loss` and `<head>_<metric>`.
+    """
     reported = ["loss", *metrics]
     allowed = reported + [f"val_{m}" for m in reported]
     if cfg.tuner.objective not in allowed:

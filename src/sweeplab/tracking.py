@@ -227,6 +227,9 @@ class TrialRun:
 
         output = model.predict(input_example, verbose=0)
         signature = infer_signature(input_example, output)
+        if isinstance(output, dict):
+            self._log_multi_head_model(model, input_example, signature)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model")
             # mlflow.keras writes the input example before creating the folder.
@@ -237,6 +240,26 @@ class TrialRun:
                 signature=signature,
                 input_example=input_example,
                 # Passing requirements avoids MLflow's slow inference subprocess.
+                pip_requirements=model_requirements(),
+            )
+            self.client.log_artifacts(self.run_id, path, "model")
+
+    def _log_multi_head_model(self, model, input_example, signature) -> None:
+        """Several named outputs: a pyfunc that returns every head (see multi_head_model.py)."""
+        import mlflow
+
+        from sweeplab import multi_head_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            keras_file = os.path.join(tmp, "model.keras")
+            model.save(keras_file)
+            path = os.path.join(tmp, "model")
+            mlflow.pyfunc.save_model(
+                path,
+                python_model=multi_head_model.__file__,
+                artifacts={"keras_model": keras_file},
+                signature=signature,
+                input_example=input_example,
                 pip_requirements=model_requirements(),
             )
             self.client.log_artifacts(self.run_id, path, "model")

@@ -38,7 +38,7 @@ class SweepHyperModel(kt.HyperModel):
 
     def build_with(self, values: dict):
         model = self.family.build(values, self.dataset, self.cfg.model)
-        training.compile_model(model, values, self.dataset, self.cfg.trainer)
+        training.compile_model(model, values, self.dataset, self.cfg.trainer, self.cfg.model)
         return model
 
 
@@ -104,7 +104,7 @@ class TrackedTrials:
         model.summary(print_fn=lambda line, **_: lines.append(line))
         run.log_text("\n".join(lines), "model_summary.txt")
         if self.log_models:
-            run.log_model(model, data.test.x[:5])
+            run.log_model(model, data.test.take(5).x)
 
 
 def make_tuner(cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str):

@@ -40,3 +40,12 @@ LOSSES = (
     "mean_absolute_error",
     "huber",
 )
+# Metric names Keras accepts as strings (classification, then regression).
+METRICS = (
+    "accuracy",
+    "mae",
+    "mse",
+    "mape",
+    "mean_absolute_error",
+    "mean_squared_error",
+)

@@ -29,3 +29,61 @@ def classification_head(x, num_classes: int, activation: str, name: str = "outpu
     from keras import layers
 
     return layers.Dense(num_classes, activation=activation, name=name)(x)
+
+
+def model_inputs(dataset) -> dict:
+    """One named keras.Input per input the data set declares."""
+    import keras
+
+    return {i.name: keras.Input(shape=i.shape, name=i.name) for i in dataset.inputs}
+
+
+def flat_features(inputs: dict, standardize_with=None):
+    """Every input flattened, several merged with `concatenate` (dense families).
+
+    standardize_with: the train Split; when given, a Normalization layer adapted
+    on it standardizes each input inside the model.
+    """
+    from keras import layers
+
+    parts = []
+    for name, tensor in inputs.items():
+        x = layers.Flatten(name=f"{name}_flatten")(tensor) if len(tensor.shape) > 2 else tensor
+        if standardize_with is not None:
+            norm = layers.Normalization(name=f"{name}_standardize")
+            train = standardize_with.inputs[name]
+            norm.adapt(train.reshape(len(train), -1))
+            x = norm(x)
+        parts.append(x)
+    return parts[0] if len(parts) == 1 else layers.Concatenate(name="merge_inputs")(parts)
+
+
+def single_image(inputs: dict, dataset, family: str):
+    """The one image input a conv family needs."""
+    from sweeplab.errors import DataError
+
+    images = [i for i in dataset.inputs if i.is_image]
+    if len(dataset.inputs) != 1 or not images:
+        raise DataError(image_requirement(dataset, family))
+    return inputs[images[0].name]
+
+
+def image_requirement(dataset, family: str) -> str:
+    shapes = {i.name: i.shape for i in dataset.inputs}
+    return (
+        f"model={family} needs one image input (height, width, channels); data={dataset.name} has inputs {shapes}. "
+        "Use a dense family (mlp, mlp_variant, residual, multi_output) on tabular data."
+    )
+
+
+def output_heads(x, heads):
+    """One Dense output per head, named after its target: a tensor for one head, a dict for several."""
+    from keras import layers
+
+    outputs = {h.name: layers.Dense(h.units, activation=h.activation, name=h.name)(x) for h in heads}
+    return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+
+
+def as_model_inputs(inputs: dict):
+    """What keras.Model takes: the tensor for one input (so fit takes a plain array), the dict for several."""
+    return next(iter(inputs.values())) if len(inputs) == 1 else inputs

@@ -37,16 +37,12 @@ HYPERPARAMETERS = {
 
 def build(values: dict, dataset, cfg: Config):
     import keras
-    from keras import layers
 
-    from sweeplab.models.blocks import classification_head, dense_block
+    from sweeplab.heads import resolve_heads
+    from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
-    inputs = keras.Input(shape=dataset.input_shape, name="input")
-    x = layers.Flatten(name="flatten")(inputs)
-    if values["standardize_inputs"]:
-        norm = layers.Normalization(name="standardize")
-        norm.adapt(dataset.train.x.reshape(len(dataset.train.x), -1))
-        x = norm(x)
+    inputs = model_inputs(dataset)
+    x = flat_features(inputs, dataset.train if values["standardize_inputs"] else None)
     for i in range(values["layers"]):
         x = dense_block(
             x,
@@ -57,5 +53,5 @@ def build(values: dict, dataset, cfg: Config):
             dropout=values["dropout"],
             name=f"hidden{i + 1}",
         )
-    outputs = classification_head(x, dataset.num_classes, cfg.output_activation)
-    return keras.Model(inputs, outputs, name="mlp")
+    outputs = output_heads(x, resolve_heads(dataset, cfg))
+    return keras.Model(as_model_inputs(inputs), outputs, name="mlp")
