@@ -127,6 +127,16 @@ def log_metrics(client, run_id: str, metrics: dict, step: int = 0) -> None:
     client.log_batch(run_id, metrics=batch)
 
 
+def log_bytes(client, run_id: str, data: bytes, path: str) -> None:
+    """`data` as the artifact `path` (a file name, optionally under folders)."""
+    folder, _, name = path.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, name)
+        with open(local, "wb") as handle:
+            handle.write(data)
+        client.log_artifact(run_id, local, folder or None)
+
+
 class SearchRun:
     """The parent run of one search; reused when the same search resumes."""
 
@@ -219,6 +229,9 @@ class TrialRun:
 
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self.run_id, figure, path)
+
+    def log_bytes(self, data: bytes, path: str) -> None:
+        log_bytes(self.client, self.run_id, data, path)
 
     def log_model(self, model, input_example) -> None:
         """The trained Keras model under artifact path `model` (MLflow's keras flavor)."""
