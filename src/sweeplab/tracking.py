@@ -27,6 +27,7 @@ TUNER = "sweeplab.tuner"
 TRIAL_ID = "sweeplab.trial_id"
 SEARCH_KEY = "sweeplab.search_key"
 OVERRIDES = "sweeplab.overrides"
+METHOD = "sweeplab.ensemble_method"
 FAILURE = "sweeplab.failure"
 PARENT = "mlflow.parentRunId"
 
@@ -97,6 +98,25 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
             f"tracking.uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}"
         ) from None
     return client, uri, experiment_id
+
+
+def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, str]:  # noqa: F821
+    """An experiment that must already exist (commands over finished sweeps)."""
+    from mlflow import MlflowClient
+
+    uri = resolve_uri(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; run a sweep first or pass --tracking-uri")
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except Exception as err:
+        raise TrackingError(f"tracking uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}") from None
+    if experiment is None:
+        known = [e.name for e in client.search_experiments()]
+        raise TrackingError(f"experiment: got {name!r}; expected one of {known} (in {display_uri(uri)})")
+    return client, uri, experiment.experiment_id
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, str]:
