@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,7 +258,9 @@ def _log_model(client, run_id, members, member_files, signature_source, heads) -
     from sweeplab.tracking import model_requirements
 
     signature = Model.load(str(signature_source)).signature
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The members' signature is reused, so MLflow's advice on examples and type hints does not apply.
+        warnings.filterwarnings("ignore", message=".*(input example|type hints).*", category=UserWarning)
         path = os.path.join(tmp, "model")
         mlflow.pyfunc.save_model(
             path,
