@@ -89,6 +89,11 @@ class _Scorer:
         return self.sign * metrics[self.name], -metrics["loss"]
 
 
+def _best_single(members: list[Heads], scorer: _Scorer) -> int:
+    keys = [scorer.key(average(members, np.eye(len(members))[i])) for i in range(len(members))]
+    return max(range(len(members)), key=lambda i: keys[i])
+
+
 def greedy_weights(members: list[Heads], scorer: _Scorer, max_steps: int) -> np.ndarray:
     """Forward selection with replacement (Caruana et al., 2004).
 
@@ -96,23 +101,21 @@ def greedy_weights(members: list[Heads], scorer: _Scorer, max_steps: int) -> np.
     it helps) whose addition best improves validation; stop when none does or
     after `max_steps` additions. Weights are how often each was picked.
     """
-    keys = [scorer.key(m) for m in members]
-    best = max(range(len(members)), key=lambda i: keys[i])
+    # Every candidate is scored through `average`, as the final weights are, so
+    # float rounding cannot make the chosen ensemble differ from what was scored.
+    def key(counts):
+        return scorer.key(average(members, counts / counts.sum()))
+
     counts = np.zeros(len(members))
-    counts[best] = 1
-    total = {head: members[best][head].astype("float64") for head in members[best]}
-    current = keys[best]
+    counts[_best_single(members, scorer)] = 1
+    current = key(counts)
     for _ in range(max_steps):
-        n = counts.sum() + 1
-        tried = [
-            (scorer.key({h: (total[h] + m[h]) / n for h in total}), i) for i, m in enumerate(members)
-        ]
-        key, pick = max(tried, key=lambda t: t[0])
-        if key <= current:
+        tried = [(key(counts + np.eye(len(members))[i]), i) for i in range(len(members))]
+        best_key, pick = max(tried, key=lambda t: t[0])
+        if best_key <= current:
             break
         counts[pick] += 1
-        total = {h: total[h] + members[pick][h] for h in total}
-        current = key
+        current = best_key
     return counts / counts.sum()
 
 
@@ -149,17 +152,17 @@ def select(
     if method not in METHODS:
         raise EnsembleError(f"ensemble.method: got {method!r}; expected one of {list(METHODS)}")
     scorer = _Scorer(targets, objective, maximize)
-    keys = [scorer.key(m) for m in members]
-    best = max(range(len(members)), key=lambda i: keys[i])
+    best = _best_single(members, scorer)
+    best_alone = average(members, np.eye(len(members))[best])
     weights = greedy_weights(members, scorer, max_steps)
     if method == "optimize" and len(members) > 1:
         optimized = optimized_weights(members, scorer, weights)
         # Never worse than the best member on the objective; greedy guarantees that.
-        if scorer.key(average(members, optimized))[0] >= keys[best][0]:
+        if scorer.key(average(members, optimized))[0] >= scorer.key(best_alone)[0]:
             weights = optimized
     return Selection(
         weights=weights,
         val_metrics=scorer.metrics(average(members, weights)),
         best_member=best,
-        best_member_val_metrics=scorer.metrics(members[best]),
+        best_member_val_metrics=scorer.metrics(best_alone),
     )
