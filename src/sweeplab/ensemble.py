@@ -183,9 +183,10 @@ def build(
         val_outputs = [p.outputs["val"] for p in saved]
         chosen = selection.select(val_outputs, saved[0].targets["val"], objective, maximize, method, max_steps)
         # The test split, once: to report.
-        test_targets = saved[0].targets["test"]
-        test = selection.evaluate(selection.average([p.outputs["test"] for p in saved], chosen.weights), test_targets)
-        best_test = selection.evaluate(saved[chosen.best_member].outputs["test"], test_targets)
+        test_outputs, test_targets = [p.outputs["test"] for p in saved], saved[0].targets["test"]
+        test = selection.evaluate(selection.average(test_outputs, chosen.weights), test_targets)
+        alone = [float(i == chosen.best_member) for i in range(len(saved))]
+        best_test = selection.evaluate(selection.average(test_outputs, alone), test_targets)
         members = [
             Member(r.info.run_id, r.info.run_name, r.data.tags.get("sweeplab.family", ""), float(w))
             for r, w in zip(runs, chosen.weights)
@@ -259,8 +260,8 @@ def _log_model(client, run_id, members, member_files, signature_source, heads) -
 
     signature = Model.load(str(signature_source)).signature
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # The members' signature is reused, so MLflow's advice on examples and type hints does not apply.
-        warnings.filterwarnings("ignore", message=".*(input example|type hints).*", category=UserWarning)
+        # The members' signature is reused, so MLflow's advice to add an input example does not apply.
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
         path = os.path.join(tmp, "model")
         mlflow.pyfunc.save_model(
             path,

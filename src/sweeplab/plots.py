@@ -108,6 +108,8 @@ def hyperparameters_vs_objective(points: dict[str, list[tuple]], objective: str)
             choices = sorted(set(values))
             numbers = [choices.index(v) for v in values]
             ax.set_xticks(range(len(choices)), choices, rotation=20)
+        elif min(numbers) > 0 and max(numbers) >= 10 * min(numbers):
+            ax.set_xscale("log")  # learning rates and the like
         ax.scatter(numbers, [s for _, s in points[name]], alpha=0.7)
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
