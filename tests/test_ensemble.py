@@ -306,3 +306,56 @@ def test_commands_help_is_fast_and_imports_no_tensorflow():
         code = f"import sys, runpy; sys.argv=['x','--help']\ntry: runpy.run_module('{module}', run_name='__main__')\nexcept SystemExit: pass\nassert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, timeout=30)
+
+
+def test_multi_output_ensemble_model_averages_each_head(sweep):
+    """Two real two-head nets as trials: the logged ensemble returns {head: weighted average}."""
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from sweeplab import ensemble, tracking
+    from sweeplab.data import Split
+
+    client = sweep["client"]
+    experiment_id = client.create_experiment("two-heads")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    targets = {"cultivar": rng.integers(0, 3, 40), "alcohol": rng.normal(size=40)}
+
+    class TwoHeads:
+        val = test = Split(x, targets)
+
+    nets = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((3,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        net = keras.Model(
+            inputs,
+            {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+             "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
+        )
+        run = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "multi_output"})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model")
+            mlflow.keras.save_model(net, path, signature=infer_signature(x[:5]), pip_requirements=["keras"])
+            client.log_artifacts(run.info.run_id, path, "model")
+        tracking.log_bytes(client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)),
+                           predictions.ARTIFACT)
+        tracking.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})
+        client.set_terminated(run.info.run_id, "FINISHED")
+        nets.append(net)
+
+    # Minimizing the summed loss of both heads.
+    built = ensemble.build(client, experiment_id, objective="val_loss", maximize=False, method="optimize")
+    assert built.val["loss"] <= built.best_member_val["loss"]
+    assert set(built.val) == {"loss", "cultivar_loss", "cultivar_accuracy", "alcohol_loss", "alcohol_mae"}
+    mlflow.set_tracking_uri(sweep["uri"])
+    outputs = mlflow.pyfunc.load_model(built.model_uri).predict(x)
+    order = {m.run_id: m.weight for m in built.members}
+    runs = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial'", order_by=["attributes.start_time ASC"])
+    weights = [order.get(r.info.run_id, 0.0) for r in runs]
+    for head in ("cultivar", "alcohol"):
+        expected = sum(w * np.asarray(net.predict(x, verbose=0)[head], dtype="float64") for w, net in zip(weights, nets))
+        np.testing.assert_allclose(outputs[head], expected, rtol=1e-5, atol=1e-6)
