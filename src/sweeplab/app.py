@@ -14,7 +14,14 @@ from sweeplab.errors import AllTrialsFailedError
 from sweeplab.schema import AppConfig, check_objective, validate
 
 # Keys that do not change what a search computes, so they do not change its identity.
-_NOT_IDENTITY = {("tracking",), ("tuner", "overwrite"), ("state_dir",), ("leaderboard_rows",), ("compare_by",)}
+_NOT_IDENTITY = {
+    ("tracking",),
+    ("ensemble",),
+    ("tuner", "overwrite"),
+    ("state_dir",),
+    ("leaderboard_rows",),
+    ("compare_by",),
+}
 
 
 @dataclass
@@ -26,6 +33,7 @@ class SearchResult:
     best_score: float | None
     finished: int
     failed: int
+    ensemble_run_id: str | None = None
 
 
 def search_key(resolved: dict) -> str:
@@ -120,12 +128,19 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
         print(f"\n{len(failures)} trial(s) failed:")
         for trial_id, reason in failures:
             print(f"  trial {trial_id}: {reason}")
-    print(f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')")
-    sys.stdout.flush()
 
     if not runs:
         reasons = "; ".join(f"trial {t}: {r}" for t, r in failures) or "no trial ran"
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
+    ensemble_run_id = None
+    if cfg.ensemble.enabled:
+        from sweeplab import ensemble
+
+        built = ensemble.build_for_search(cfg, client, experiment_id)
+        ensemble_run_id = built.run_id
+        print(f"\n{built.describe()}", flush=True)
+    print(f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')")
+    sys.stdout.flush()
     return SearchResult(
         parent_run_id=parent_id,
         experiment_id=experiment_id,
@@ -134,6 +149,7 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
         best_score=summary.get(f"best_{cfg.tuner.objective}"),
         finished=len(runs),
         failed=len(failures),
+        ensemble_run_id=ensemble_run_id,
     )
 
 

@@ -23,3 +23,7 @@ class TrackingError(SweeplabError):
 
 class AllTrialsFailedError(SweeplabError):
     """Every trial of a search failed."""
+
+
+class EnsembleError(SweeplabError):
+    """An ensemble cannot be built from the chosen trials."""

@@ -73,3 +73,79 @@ def comparison(columns: list[str], rows: list[list], title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def ensemble_weights(labels: list[str], weights: list[float], title: str):
+    """One bar per ensemble member: its weight."""
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(labels) + 2), 3.6))
+    ax.bar(range(len(labels)), weights, color="tab:blue")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel("weight")
+    ax.set_ylim(0, 1)
+    for i, weight in enumerate(weights):
+        ax.text(i, weight, f"{weight:.2f}", ha="center", va="bottom")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def best_so_far_by_search(series: dict[str, list[float]], objective: str, maximize: bool):
+    """One line per search: the best objective so far, trial after trial."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for label, scores in series.items():
+        best, line = None, []
+        for score in scores:
+            best = score if best is None else (max(best, score) if maximize else min(best, score))
+            line.append(best)
+        ax.step(range(1, len(line) + 1), line, where="post", marker="o", label=label)
+    ax.set_xlabel("finished trial")
+    ax.set_ylabel(f"best {objective} so far")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def objective_by_family(scores: dict[str, list[float]], objective: str):
+    """Every finished trial's objective, one column per family."""
+    fig, ax = plt.subplots(figsize=(max(4, 1.5 * len(scores) + 2), 3.8))
+    for i, (family, values) in enumerate(scores.items()):
+        ax.boxplot(values, positions=[i], widths=0.5)
+        ax.scatter([i] * len(values), values, alpha=0.6, zorder=3)
+    ax.set_xticks(range(len(scores)), list(scores))
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def hyperparameters_vs_objective(points: dict[str, list[tuple]], objective: str):
+    """One panel per hyperparameter: its value in each trial against the objective."""
+    names = sorted(points)
+    columns = min(3, max(1, len(names)))
+    rows = (len(names) + columns - 1) // columns or 1
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        values = [v for v, _ in points[name]]
+        numbers = _as_numbers(values)
+        if numbers is None:  # categorical: one position per choice
+            choices = sorted(set(values))
+            numbers = [choices.index(v) for v in values]
+            ax.set_xticks(range(len(choices)), choices, rotation=20)
+        elif min(numbers) > 0 and max(numbers) >= 10 * min(numbers):
+            ax.set_xscale("log")  # learning rates and the like
+        ax.scatter(numbers, [s for _, s in points[name]], alpha=0.7)
+        ax.set_xlabel(name)
+        ax.set_ylabel(objective)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _as_numbers(values: list[str]) -> list[float] | None:
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        return None

@@ -1,6 +1,16 @@
-"""Leaderboards read back from MLflow."""
+"""Leaderboards and report plots read back from MLflow.
+
+`python -m sweeplab.report --experiment NAME` prints the leaderboard across
+families and trials, the experiment's ensembles, and logs the plots as
+artifacts of a report run (`sweeplab.role=report`); `--no-log` writes them
+to a folder instead.
+"""
 
 from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
 
 from sweeplab.tracking import FAMILY, PARENT, ROLE
 
@@ -122,3 +132,109 @@ def _cell(value) -> str:
     if value is None:
         return ""
     return str(int(value)) if float(value).is_integer() else f"{value:.4f}"
+
+
+def metric_key(objective: str) -> str:
+    return f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
+
+
+def figures(runs: list, objective: str, maximize: bool) -> dict:
+    """{artifact file name: figure}: best-so-far per search, objective by family, hyperparameters."""
+    from sweeplab import plots
+
+    key = metric_key(objective)
+    by_search: dict[str, list] = {}
+    by_family: dict[str, list[float]] = {}
+    points: dict[str, list[tuple]] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time):
+        score = run.data.metrics[key]
+        by_search.setdefault(run.data.tags.get(PARENT, "?")[:8], []).append(score)
+        by_family.setdefault(run.data.tags.get(FAMILY, "?"), []).append(score)
+        for name, value in run.data.params.items():
+            points.setdefault(name, []).append((value, score))
+    return {
+        "best_so_far_by_search.png": plots.best_so_far_by_search(by_search, objective, maximize),
+        "objective_by_family.png": plots.objective_by_family(by_family, objective),
+        "hyperparameters_vs_objective.png": plots.hyperparameters_vs_objective(points, objective),
+    }
+
+
+def ensembles(client, experiment_id: str, objective: str) -> str:
+    """A line per ensemble run: members and ensemble vs best member on test."""
+    name = objective[len("val_") :] if objective.startswith("val_") else objective
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{ROLE}` = 'ensemble' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=20,
+    )
+    if not runs:
+        return "No ensembles yet (python -m sweeplab.ensemble --experiment ...)."
+    lines = [f"Ensembles (newest first; test {name})"]
+    for run in runs:
+        m = run.data.metrics
+        members = len(run.data.params.get("members", "").split(","))
+        lines.append(
+            f"  {run.info.run_id}  {members} member(s)  ensemble {m.get(f'ensemble_test_{name}', float('nan')):.4f}"
+            f"  best member {m.get(f'best_member_test_{name}', float('nan')):.4f}"
+        )
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    from sweeplab.ensemble import add_store_arguments
+
+    p = argparse.ArgumentParser(
+        prog="python -m sweeplab.report",
+        description="Leaderboard across families and trials of an experiment, its ensembles, and report plots.",
+    )
+    add_store_arguments(p)
+    p.add_argument("--rows", type=int, default=20, help="leaderboard rows (default 20)")
+    p.add_argument("--family", action="append", default=[], help="only trials of this family (repeatable)")
+    p.add_argument("--no-log", action="store_true", help="write the plots to --output-dir instead of a report run")
+    p.add_argument("--output-dir", default="sweeplab-report", help="where --no-log writes plots")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sweeplab.errors import SweeplabError
+
+    args = parser().parse_args(argv)
+    try:
+        from sweeplab import plots
+        from sweeplab.ensemble import objective_of
+        from sweeplab.tracking import open_experiment
+
+        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+        objective, direction = objective_of(client, experiment_id)
+        objective, maximize = args.objective or objective, (args.direction or direction) == "max"
+        runs = [r for r in trial_runs(client, experiment_id) if not args.family or r.data.tags.get(FAMILY) in args.family]
+        ranked = rank(runs, objective, maximize)
+        print(leaderboard(ranked, objective, args.rows))
+        print()
+        print(ensembles(client, experiment_id, objective))
+        if not ranked:
+            return 0
+        made = figures(ranked, objective, maximize)
+        if args.no_log:
+            folder = Path(args.output_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = []
+            for name, figure in made.items():
+                figure.savefig(folder / name)
+                paths.append(str(folder / name))
+        else:
+            run = client.create_run(experiment_id, run_name="report", tags={ROLE: "report"})
+            for name, figure in made.items():
+                client.log_figure(run.info.run_id, figure, name)
+            client.set_terminated(run.info.run_id, "FINISHED")
+            paths = [f"{run.info.artifact_uri}/{name}" for name in made]
+        for figure in made.values():
+            plots.close(figure)
+    except SweeplabError as err:
+        print(f"sweeplab.report: {err}", file=sys.stderr)
+        return 2
+    print("\nPlots:\n" + "\n".join(f"  {p}" for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

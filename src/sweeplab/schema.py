@@ -101,6 +101,20 @@ class TrackingConfig:
     log_models: bool = True
 
 
+class EnsembleMethod(str, enum.Enum):
+    greedy = "greedy"
+    optimize = "optimize"
+
+
+@dataclass
+class EnsembleConfig:
+    enabled: bool = True
+    top_k: int = 5
+    method: EnsembleMethod = EnsembleMethod.greedy
+    max_steps: int = 20
+    registered_model: Optional[str] = None
+
+
 @dataclass
 class RootConfig:
     seed: int = 42
@@ -110,7 +124,7 @@ class RootConfig:
     compare_by: Optional[str] = None
 
 
-GROUPS = ("data", "model", "tuner", "trainer", "tracking")
+GROUPS = ("data", "model", "tuner", "trainer", "tracking", "ensemble")
 
 
 @dataclass
@@ -122,6 +136,7 @@ class AppConfig:
     tuner: TunerConfig
     trainer: TrainerConfig
     tracking: TrackingConfig
+    ensemble: EnsembleConfig
     seed: int
     state_dir: str
     leaderboard_rows: int
@@ -176,6 +191,9 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
     tracking = _typed(TrackingConfig, raw["tracking"], "tracking")
     if not tracking.experiment.strip():
         raise ConfigError("tracking.experiment", tracking.experiment, "a non-empty experiment name")
+    ensemble = _typed(EnsembleConfig, raw["ensemble"], "ensemble")
+    _positive("ensemble.top_k", ensemble.top_k)
+    _positive("ensemble.max_steps", ensemble.max_steps)
 
     return AppConfig(
         data=data,
@@ -183,6 +201,7 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         tuner=tuner,
         trainer=trainer,
         tracking=tracking,
+        ensemble=ensemble,
         seed=root.seed,
         state_dir=root.state_dir,
         leaderboard_rows=root.leaderboard_rows,

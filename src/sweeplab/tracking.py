@@ -27,6 +27,7 @@ TUNER = "sweeplab.tuner"
 TRIAL_ID = "sweeplab.trial_id"
 SEARCH_KEY = "sweeplab.search_key"
 OVERRIDES = "sweeplab.overrides"
+METHOD = "sweeplab.ensemble_method"
 FAILURE = "sweeplab.failure"
 PARENT = "mlflow.parentRunId"
 
@@ -99,6 +100,25 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
     return client, uri, experiment_id
 
 
+def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, str]:  # noqa: F821
+    """An experiment that must already exist (commands over finished sweeps)."""
+    from mlflow import MlflowClient
+
+    uri = resolve_uri(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; run a sweep first or pass --tracking-uri")
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except Exception as err:
+        raise TrackingError(f"tracking uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}") from None
+    if experiment is None:
+        known = [e.name for e in client.search_experiments()]
+        raise TrackingError(f"experiment: got {name!r}; expected one of {known} (in {display_uri(uri)})")
+    return client, uri, experiment.experiment_id
+
+
 def flatten(data: dict, prefix: str = "") -> dict[str, str]:
     """Nested config -> {'a.b.c': 'value'} for MLflow params."""
     flat = {}
@@ -125,6 +145,16 @@ def log_metrics(client, run_id: str, metrics: dict, step: int = 0) -> None:
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     client.log_batch(run_id, metrics=batch)
+
+
+def log_bytes(client, run_id: str, data: bytes, path: str) -> None:
+    """`data` as the artifact `path` (a file name, optionally under folders)."""
+    folder, _, name = path.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, name)
+        with open(local, "wb") as handle:
+            handle.write(data)
+        client.log_artifact(run_id, local, folder or None)
 
 
 class SearchRun:
@@ -219,6 +249,9 @@ class TrialRun:
 
     def log_figure(self, figure, path: str) -> None:
         self.client.log_figure(self.run_id, figure, path)
+
+    def log_bytes(self, data: bytes, path: str) -> None:
+        log_bytes(self.client, self.run_id, data, path)
 
     def log_model(self, model, input_example) -> None:
         """The trained Keras model under artifact path `model` (MLflow's keras flavor)."""

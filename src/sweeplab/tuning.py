@@ -15,7 +15,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from sweeplab import plots, training
+from sweeplab import plots, predictions, training
 from sweeplab.tracking import SearchRun, TrialRun, short_reason
 
 TUNERS = {
@@ -85,7 +85,7 @@ class TrackedTrials:
                     raise kt.errors.FailedTrialError(f"loss became {loss} at epoch {epoch + 1}")
 
     def _record(self, trial) -> None:
-        """Best epoch's weights -> final val/test metrics, curves, summary, model."""
+        """Best epoch's weights -> final val/test metrics, curves, summary, predictions, model."""
         model, run, data = self._model, self._trial_run, self.dataset
         # Keras Tuner checkpointed the best epoch; the logged model is that one.
         model.load_weights(self._get_checkpoint_fname(trial.trial_id))
@@ -103,6 +103,8 @@ class TrackedTrials:
         lines: list[str] = []
         model.summary(print_fn=lambda line, **_: lines.append(line))
         run.log_text("\n".join(lines), "model_summary.txt")
+        # Saved once so that ensembles never recompute them.
+        run.log_bytes(predictions.to_bytes(predictions.collect(model, data)), predictions.ARTIFACT)
         if self.log_models:
             run.log_model(model, data.test.take(5).x)
 

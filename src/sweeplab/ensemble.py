@@ -1,0 +1,379 @@
+"""Ensembles over an experiment's best finished trials, across families.
+
+Candidates are the top `top_k` finished trial runs by the objective (all
+families, or filtered by family, search run or tag). Weights come from the
+trials' saved validation predictions only (`predictions.npz`, see
+`sweeplab.predictions`); the test split is scored once, to report. The
+ensemble is logged as its own run (tag `sweeplab.role=ensemble`) with a
+pyfunc model under `model` and registered in the Model Registry.
+
+`python -m sweeplab.ensemble --help` for the command; it imports neither
+MLflow nor TensorFlow until it has to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweeplab.errors import EnsembleError, SweeplabError
+
+MODEL_CODE = Path(__file__).with_name("ensemble_model.py")
+DEFAULT_OBJECTIVE, DEFAULT_DIRECTION = "val_accuracy", "max"
+
+
+@dataclass
+class Filters:
+    """Which finished trials may be candidates; empty means all."""
+
+    families: list[str] = field(default_factory=list)
+    search_run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = [f"family in {self.families}"] if self.families else []
+        parts += [f"search run {self.search_run_id}"] if self.search_run_id else []
+        parts += [f"tag {k}={v}" for k, v in self.tags.items()]
+        return f" matching {', '.join(parts)}" if parts else ""
+
+
+@dataclass
+class Member:
+    run_id: str
+    name: str
+    family: str
+    weight: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}/{self.name}"
+
+
+@dataclass
+class EnsembleResult:
+    run_id: str
+    members: list[Member]  # weight > 0, heaviest first
+    objective: str
+    val: dict[str, float]
+    test: dict[str, float]
+    best_member: Member
+    best_member_val: dict[str, float]
+    best_member_test: dict[str, float]
+    model_uri: str
+    registered: str | None  # "name version N"
+
+    def describe(self) -> str:
+        name = self.objective[len("val_") :] if self.objective.startswith("val_") else self.objective
+        lines = [f"Ensemble (MLflow run {self.run_id}; model {self.model_uri})"]
+        lines += [f"  {m.weight:.3f}  {m.label}  ({m.run_id})" for m in self.members]
+        lines.append(
+            f"  test {name}: ensemble {self.test[name]:.4f} vs best single model "
+            f"{self.best_member_test[name]:.4f} ({self.best_member.label}); "
+            f"validation {self.val[name]:.4f} vs {self.best_member_val[name]:.4f}"
+        )
+        if self.registered:
+            lines.append(f"  registered as {self.registered}")
+        return "\n".join(lines)
+
+
+def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, filters: Filters) -> list:
+    """Finished trial runs passing `filters`, best first by the objective."""
+    from sweeplab import report
+    from sweeplab.tracking import FAMILY
+
+    runs = report.trial_runs(client, experiment_id, filters.search_run_id)
+    runs = [
+        r
+        for r in runs
+        if (not filters.families or r.data.tags.get(FAMILY) in filters.families)
+        and all(r.data.tags.get(k) == v for k, v in filters.tags.items())
+    ]
+    return report.rank(runs, objective, maximize)
+
+
+def _download_member(client, run, folder: Path):
+    """(Predictions, path of the member's .keras file), or None if the trial lacks either."""
+    from sweeplab import predictions
+
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    if predictions.ARTIFACT not in names or "model" not in names:
+        return None
+    target = folder / run.info.run_id
+    target.mkdir(parents=True)
+    npz = client.download_artifacts(run.info.run_id, predictions.ARTIFACT, str(target))
+    model_dir = Path(client.download_artifacts(run.info.run_id, "model", str(target)))
+    keras_files = sorted(model_dir.rglob("*.keras"))
+    if not keras_files:
+        return None
+    return predictions.Predictions.load(npz), keras_files[0], model_dir
+
+
+def _check_compatible(runs: list, saved: list) -> None:
+    """All candidates must predict the same heads, shapes and targets."""
+    import numpy as np
+
+    reference, ref_run = saved[0], runs[0]
+    for run, other in zip(runs[1:], saved[1:]):
+        if other.shapes() != reference.shapes():
+            raise EnsembleError(
+                f"candidates disagree in output shape: run {run.info.run_id} ({run.info.run_name}) has "
+                f"{other.shapes()}, expected {reference.shapes()} as run {ref_run.info.run_id} "
+                f"({ref_run.info.run_name}); choose candidates of one task with --family, --search or --tag"
+            )
+        for split in ("val", "test"):
+            for head in reference.heads:
+                if not np.array_equal(other.targets[split][head], reference.targets[split][head]):
+                    raise EnsembleError(
+                        f"candidates were scored on different {split} data (head {head!r}): run "
+                        f"{run.info.run_id} vs run {ref_run.info.run_id}; choose candidates of one data "
+                        "set and split with --family, --search or --tag"
+                    )
+
+
+def build(
+    client,
+    experiment_id: str,
+    *,
+    objective: str = DEFAULT_OBJECTIVE,
+    maximize: bool = True,
+    top_k: int = 5,
+    method: str = "greedy",
+    max_steps: int = 20,
+    filters: Filters | None = None,
+    registered_model: str | None = None,
+) -> EnsembleResult:
+    """Choose, log and (if named) register an ensemble; nothing is logged on error."""
+    from sweeplab import selection
+
+    filters = filters or Filters()
+    if top_k < 1:
+        raise EnsembleError(f"ensemble.top_k: got {top_k}; expected an integer >= 1")
+    if method not in selection.METHODS:
+        raise EnsembleError(f"ensemble.method: got {method!r}; expected one of {list(selection.METHODS)}")
+    ranked = candidate_runs(client, experiment_id, objective, maximize, filters)
+    if not ranked:
+        experiment = client.get_experiment(experiment_id).name
+        raise EnsembleError(
+            f"experiment {experiment!r} has no finished trials{filters.describe()} with a final {objective}; "
+            "nothing to ensemble"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        runs, saved, files, model_dirs = [], [], [], []
+        for run in ranked:
+            downloaded = _download_member(client, run, Path(tmp))
+            if downloaded is None:
+                continue  # trials logged without a model or predictions
+            runs.append(run)
+            saved.append(downloaded[0])
+            files.append(downloaded[1])
+            model_dirs.append(downloaded[2])
+            if len(runs) == top_k:
+                break
+        if not runs:
+            raise EnsembleError(
+                f"none of the {len(ranked)} finished trials{filters.describe()} has both a logged model and "
+                "predictions.npz (trials need tracking.log_models=true)"
+            )
+        _check_compatible(runs, saved)
+        val_outputs = [p.outputs["val"] for p in saved]
+        chosen = selection.select(val_outputs, saved[0].targets["val"], objective, maximize, method, max_steps)
+        # The test split, once: to report.
+        test_outputs, test_targets = [p.outputs["test"] for p in saved], saved[0].targets["test"]
+        test = selection.evaluate(selection.average(test_outputs, chosen.weights), test_targets)
+        alone = [float(i == chosen.best_member) for i in range(len(saved))]
+        best_test = selection.evaluate(selection.average(test_outputs, alone), test_targets)
+        members = [
+            Member(r.info.run_id, r.info.run_name, r.data.tags.get("sweeplab.family", ""), float(w))
+            for r, w in zip(runs, chosen.weights)
+        ]
+        best = members[chosen.best_member]
+        kept = [i for i in sorted(range(len(members)), key=lambda i: -members[i].weight) if members[i].weight > 0]
+        run_id = _log(
+            client,
+            experiment_id,
+            members=[members[i] for i in kept],
+            member_files=[files[i] for i in kept],
+            signature_source=model_dirs[kept[0]],
+            heads=saved[0].heads,
+            settings={"objective": objective, "direction": "max" if maximize else "min", "method": method,
+                      "top_k": top_k, "max_steps": max_steps, "candidates": len(runs)},
+            metrics={"ensemble_val": chosen.val_metrics, "ensemble_test": test,
+                     "best_member_val": chosen.best_member_val_metrics, "best_member_test": best_test},
+        )
+    registered = _register(client, run_id, registered_model) if registered_model else None
+    return EnsembleResult(
+        run_id=run_id,
+        members=[members[i] for i in kept],
+        objective=objective,
+        val=chosen.val_metrics,
+        test=test,
+        best_member=best,
+        best_member_val=chosen.best_member_val_metrics,
+        best_member_test=best_test,
+        model_uri=f"runs:/{run_id}/model",
+        registered=registered,
+    )
+
+
+def _log(client, experiment_id, *, members, member_files, signature_source, heads, settings, metrics) -> str:
+    from sweeplab import plots, tracking
+
+    run = client.create_run(
+        experiment_id,
+        run_name=f"ensemble-{len(members)}",
+        tags={tracking.ROLE: "ensemble", tracking.METHOD: settings["method"]},
+    )
+    run_id = run.info.run_id
+    try:
+        params = {f"ensemble.{k}": str(v) for k, v in settings.items()}
+        params["members"] = ",".join(m.run_id for m in members)
+        params["weights"] = ",".join(f"{m.weight:.6f}" for m in members)
+        for i, m in enumerate(members):
+            params.update({f"member_{i}.run_id": m.run_id, f"member_{i}.weight": f"{m.weight:.6f}",
+                           f"member_{i}.family": m.family})
+        tracking.log_params(client, run_id, params)
+        tracking.log_metrics(
+            client, run_id, {f"{prefix}_{name}": v for prefix, values in metrics.items() for name, v in values.items()}
+        )
+        figure = plots.ensemble_weights([m.label for m in members], [m.weight for m in members], "ensemble weights")
+        client.log_figure(run_id, figure, "ensemble_weights.png")
+        plots.close(figure)
+        _log_model(client, run_id, members, member_files, signature_source, heads)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def _log_model(client, run_id, members, member_files, signature_source, heads) -> None:
+    """A pyfunc model from code (`ensemble_model.py`) with the members' .keras files."""
+    import mlflow
+    from mlflow.models import Model
+
+    from sweeplab.tracking import model_requirements
+
+    signature = Model.load(str(signature_source)).signature
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The members' signature is reused, so MLflow's advice to add an input example does not apply.
+        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+        path = os.path.join(tmp, "model")
+        mlflow.pyfunc.save_model(
+            path,
+            python_model=str(MODEL_CODE),
+            artifacts={f"member_{i}": str(f) for i, f in enumerate(member_files)},
+            model_config={"weights": [m.weight for m in members], "heads": list(heads)},
+            signature=signature,
+            # Passing requirements avoids MLflow's slow inference subprocess.
+            pip_requirements=[f"mlflow=={mlflow.__version__}", *model_requirements()],
+        )
+        client.log_artifacts(run_id, path, "model")
+
+
+def _register(client, run_id: str, name: str) -> str:
+    """A new version of registered model `name` pointing at the run's model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="sweeplab ensembles (weighted averages of trials)")
+    except MlflowException as err:
+        if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    version = client.create_model_version(name, source=source, run_id=run_id)
+    return f"{name} version {version.version}"
+
+
+def build_for_search(cfg, client, experiment_id: str) -> EnsembleResult:
+    """The ensemble `app.run` ends with: all families of the experiment."""
+    return build(
+        client,
+        experiment_id,
+        objective=cfg.tuner.objective,
+        maximize=cfg.tuner.direction.value == "max",
+        top_k=cfg.ensemble.top_k,
+        method=cfg.ensemble.method.value,
+        max_steps=cfg.ensemble.max_steps,
+        registered_model=cfg.ensemble.registered_model,
+    )
+
+
+def objective_of(client, experiment_id: str) -> tuple[str, str]:
+    """The objective and direction of the experiment's latest search (defaults if none)."""
+    from sweeplab.tracking import ROLE
+
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    params = runs[0].data.params if runs else {}
+    return params.get("tuner.objective", DEFAULT_OBJECTIVE), params.get("tuner.direction", DEFAULT_DIRECTION)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sweeplab.ensemble",
+        description="Build, log and register a weighted-average ensemble of an experiment's best finished trials.",
+    )
+    add_store_arguments(p)
+    p.add_argument("--top-k", type=int, default=5, help="candidates: the best K finished trials (default 5)")
+    p.add_argument("--method", choices=["greedy", "optimize"], default="greedy", help="how weights are chosen")
+    p.add_argument("--max-steps", type=int, default=20, help="greedy additions at most (default 20)")
+    p.add_argument("--family", action="append", default=[], help="only trials of this family (repeatable)")
+    p.add_argument("--search", metavar="RUN_ID", help="only trials of this search (parent) run")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="only trials with this tag")
+    p.add_argument("--registered-model", metavar="NAME", help="Model Registry name (default: <experiment>-ensemble)")
+    p.add_argument("--no-register", action="store_true", help="log the ensemble without registering it")
+    return p
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment of the sweep)")
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
+    )
+    p.add_argument("--objective", help="metric to rank and weight by (default: the sweep's tuner.objective)")
+    p.add_argument("--direction", choices=["max", "min"], help="default: the sweep's tuner.direction")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        tags = dict(_key_value(t) for t in args.tag)
+        from sweeplab.tracking import open_experiment
+
+        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+        objective, direction = objective_of(client, experiment_id)
+        result = build(
+            client,
+            experiment_id,
+            objective=args.objective or objective,
+            maximize=(args.direction or direction) == "max",
+            top_k=args.top_k,
+            method=args.method,
+            max_steps=args.max_steps,
+            filters=Filters(args.family, args.search, tags),
+            registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
+        )
+    except SweeplabError as err:
+        print(f"sweeplab.ensemble: {err}", file=sys.stderr)
+        return 2
+    print(result.describe())
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise EnsembleError(f"--tag: got {text!r}; expected KEY=VALUE")
+    return key, value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

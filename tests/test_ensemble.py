@@ -1,0 +1,361 @@
+"""Ensembles: weight selection on known answers, and a real tiny sweep read back from MLflow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from conftest import CONF_DIR, TINY
+from sweeplab import predictions, selection
+from sweeplab.errors import EnsembleError
+
+REGISTERED = "test-ensemble"
+
+
+# --- weight selection on synthetic predictions -------------------------------------------
+
+
+def _two_class(correct: list[float]) -> np.ndarray:
+    """Probabilities for labels all 0: column 0 holds each sample's probability of the truth."""
+    p = np.array(correct)
+    return np.stack([p, 1 - p], axis=1)
+
+
+# A is confidently right on the first half, mildly wrong on the second; B the mirror image.
+# Each alone: accuracy 0.5. Half and half: right everywhere (0.65). Adding either again
+# keeps accuracy 1.0 but raises the loss, so greedy stops at [0.5, 0.5].
+LABELS = {"output": np.zeros(4, dtype="int64")}
+A = {"output": _two_class([0.9, 0.9, 0.4, 0.4])}
+B = {"output": _two_class([0.4, 0.4, 0.9, 0.9])}
+BAD = {"output": _two_class([0.1, 0.1, 0.1, 0.1])}
+
+
+def test_greedy_finds_complementary_members():
+    chosen = selection.select([A, B, BAD], LABELS, "val_accuracy", maximize=True)
+    np.testing.assert_allclose(chosen.weights, [0.5, 0.5, 0.0])
+    assert chosen.val_metrics["accuracy"] == 1.0
+    assert chosen.best_member_val_metrics["accuracy"] == 0.5
+
+
+def test_greedy_minimizing_loss_finds_the_same_weights():
+    chosen = selection.select([A, B, BAD], LABELS, "val_loss", maximize=False)
+    np.testing.assert_allclose(chosen.weights, [0.5, 0.5, 0.0])
+
+
+def test_greedy_stops_when_nothing_improves():
+    chosen = selection.select([A, dict(A)], LABELS, "val_accuracy", maximize=True)
+    np.testing.assert_allclose(chosen.weights, [1.0, 0.0])
+
+
+def test_greedy_respects_max_steps():
+    chosen = selection.select([A, B], LABELS, "val_accuracy", maximize=True, max_steps=0)
+    np.testing.assert_allclose(chosen.weights, [1.0, 0.0])
+
+
+def test_greedy_picks_the_same_member_again_when_that_helps():
+    # Each alone is right on 3 of 4. Good + Weak is right on all; adding Good again keeps
+    # that and lowers the loss; a third Good breaks the last sample (0.49), a second Weak
+    # raises the loss: greedy stops at Good twice, Weak once.
+    good = {"output": _two_class([0.9, 0.6, 0.6, 0.42])}
+    weak = {"output": _two_class([0.2, 0.6, 0.6, 0.7])}
+    chosen = selection.select([good, weak], LABELS, "val_accuracy", maximize=True)
+    np.testing.assert_allclose(chosen.weights, [2 / 3, 1 / 3])
+    assert chosen.val_metrics["accuracy"] == 1.0
+
+
+def test_optimizer_weights_stay_on_the_simplex_and_never_lose_to_the_best_member():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    members = []
+    for boost in (0.5, 0.6, 0.55, 0.1):
+        p = rng.random((300, 3))
+        p[np.arange(300), labels] += boost
+        members.append({"output": p / p.sum(axis=1, keepdims=True)})
+    chosen = selection.select(members, {"output": labels}, "val_accuracy", True, method="optimize")
+    assert (chosen.weights >= 0).all()
+    assert chosen.weights.sum() == pytest.approx(1.0)
+    assert chosen.val_metrics["accuracy"] >= chosen.best_member_val_metrics["accuracy"]
+
+
+def test_multi_output_members_are_averaged_per_head():
+    first = {"cultivar": _two_class([0.9, 0.9, 0.4, 0.4]), "alcohol": np.array([[1.0], [2.0], [3.0], [4.0]])}
+    second = {"cultivar": _two_class([0.4, 0.4, 0.9, 0.9]), "alcohol": np.array([[3.0], [2.0], [1.0], [0.0]])}
+    averaged = selection.average([first, second], [0.25, 0.75])
+    np.testing.assert_allclose(averaged["alcohol"], [[2.5], [2.0], [1.5], [1.0]])
+    np.testing.assert_allclose(averaged["cultivar"][:, 0], [0.525, 0.525, 0.775, 0.775])
+
+    targets = {"cultivar": np.zeros(4, dtype="int64"), "alcohol": np.array([2.0, 2.0, 2.0, 2.0])}
+    chosen = selection.select([first, second], targets, "val_cultivar_accuracy", maximize=True)
+    np.testing.assert_allclose(chosen.weights, [0.5, 0.5])
+    assert chosen.val_metrics["cultivar_accuracy"] == 1.0
+    assert chosen.val_metrics["alcohol_mae"] == pytest.approx(0.0)
+    assert chosen.val_metrics["loss"] == pytest.approx(
+        chosen.val_metrics["cultivar_loss"] + chosen.val_metrics["alcohol_loss"]
+    )
+
+
+def test_unknown_objective_names_the_metrics_available():
+    with pytest.raises(EnsembleError, match=r"'f1'.*\['accuracy', 'loss'\]"):
+        selection.select([A], LABELS, "val_f1", maximize=True)
+
+
+def test_predictions_of_a_multi_output_net_are_stored_per_head():
+    import keras
+
+    from sweeplab.data import Split
+
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4)(inputs)
+    model = keras.Model(
+        inputs,
+        {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+         "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
+    )
+
+    class TwoHeads:
+        x = np.ones((5, 3), dtype="float32")
+        val = test = Split({"features": x}, {"cultivar": np.zeros(5, dtype="int64"), "alcohol": np.ones(5)})
+
+    arrays = predictions.collect(model, TwoHeads)
+    saved = predictions.Predictions(arrays)
+    assert saved.heads == ["alcohol", "cultivar"]
+    assert saved.shapes() == {"val/alcohol": (5, 1), "val/cultivar": (5, 3), "test/alcohol": (5, 1), "test/cultivar": (5, 3)}
+    assert set(arrays) >= {"y_val/cultivar", "y_test/alcohol"}
+
+
+# --- a real tiny sweep --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """One real search (3 trials, 2 epochs) ending with a registered ensemble."""
+    from sweeplab.app import run
+
+    root = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[*TINY, "tuner.max_trials=3", f"tracking.uri={uri}", f"state_dir={root / 'state'}",
+                           "tracking.experiment=ens", f"ensemble.registered_model={REGISTERED}"],
+            )
+        GlobalHydra.instance().clear()
+        result = run(cfg)
+        from mlflow import MlflowClient
+
+        yield {"result": result, "client": MlflowClient(uri), "uri": uri, "cfg": cfg, "root": root}
+
+
+def _weights(run) -> list[float]:
+    return [float(w) for w in run.data.params["weights"].split(",")]
+
+
+def test_sweep_ends_with_an_ensemble_run(sweep):
+    run = sweep["client"].get_run(sweep["result"].ensemble_run_id)
+    assert run.data.tags["sweeplab.role"] == "ensemble"
+    assert run.info.experiment_id == sweep["result"].experiment_id
+    members = run.data.params["members"].split(",")
+    assert [run.data.params[f"member_{i}.run_id"] for i in range(len(members))] == members
+    artifacts = {a.path for a in sweep["client"].list_artifacts(run.info.run_id)}
+    assert {"model", "ensemble_weights.png"} <= artifacts
+
+
+def test_weights_are_non_negative_and_sum_to_one(sweep):
+    weights = _weights(sweep["client"].get_run(sweep["result"].ensemble_run_id))
+    assert all(w > 0 for w in weights)
+    assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ensemble_is_never_worse_than_its_best_member_on_validation(sweep):
+    client = sweep["client"]
+    metrics = client.get_run(sweep["result"].ensemble_run_id).data.metrics
+    assert metrics["ensemble_val_accuracy"] >= metrics["best_member_val_accuracy"]
+    # Scores recomputed from saved predictions agree with Keras's own.
+    best_trial = client.get_run(sweep["result"].best_run_id).data.metrics
+    assert metrics["best_member_val_accuracy"] == pytest.approx(best_trial["final_val_accuracy"], abs=1e-6)
+    assert metrics["best_member_test_accuracy"] == pytest.approx(best_trial["test_accuracy"], abs=1e-6)
+
+
+def test_logged_model_reproduces_the_recorded_test_metric(sweep):
+    import time
+
+    import mlflow
+
+    from sweeplab import data
+    from sweeplab.schema import validate
+
+    run_id = sweep["result"].ensemble_run_id
+    mlflow.set_tracking_uri(sweep["uri"])
+    start = time.perf_counter()
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert time.perf_counter() - start < 30
+    dataset = data.load(validate(sweep["cfg"]).data, 42)
+    accuracy = float(np.mean(model.predict(dataset.test.x).argmax(axis=1) == dataset.test.y))
+    recorded = sweep["client"].get_run(run_id).data.metrics["ensemble_test_accuracy"]
+    assert accuracy == pytest.approx(recorded, abs=1e-6)
+
+
+def test_each_build_registers_a_new_version(sweep):
+    from sweeplab import ensemble
+
+    client = sweep["client"]
+    versions = client.search_model_versions(f"name='{REGISTERED}'")
+    assert [v.run_id for v in versions] == [sweep["result"].ensemble_run_id]
+    again = ensemble.build(client, sweep["result"].experiment_id, top_k=2, method="optimize",
+                           registered_model=REGISTERED)
+    assert again.registered == f"{REGISTERED} version 2"
+    assert {v.run_id for v in client.search_model_versions(f"name='{REGISTERED}'")} == {
+        sweep["result"].ensemble_run_id, again.run_id}
+
+
+def test_one_candidate_gets_all_the_weight(sweep):
+    from sweeplab import ensemble
+
+    built = ensemble.build(sweep["client"], sweep["result"].experiment_id, top_k=1)
+    assert [(m.run_id, m.weight) for m in built.members] == [(sweep["result"].best_run_id, 1.0)]
+    assert built.val == built.best_member_val and built.test == built.best_member_test
+    assert built.registered is None
+
+
+def _copy_trial(client, source_run_id: str, experiment_id: str, arrays: dict, score: float) -> str:
+    """A finished trial run holding `source`'s logged model and the given predictions."""
+    from sweeplab import tracking
+
+    run = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "mlp"})
+    with tempfile.TemporaryDirectory() as tmp:
+        client.log_artifacts(run.info.run_id, client.download_artifacts(source_run_id, "model", tmp), "model")
+    tracking.log_bytes(client, run.info.run_id, predictions.to_bytes(arrays), predictions.ARTIFACT)
+    tracking.log_metrics(client, run.info.run_id, {"final_val_accuracy": score})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def _ensemble_runs(client, experiment_id: str) -> list:
+    return client.search_runs([experiment_id], "tags.`sweeplab.role` = 'ensemble'")
+
+
+def test_candidates_disagreeing_in_shape_are_refused(sweep):
+    from sweeplab import ensemble
+
+    client, source = sweep["client"], sweep["result"].best_run_id
+    experiment_id = client.create_experiment("shapes")
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = dict(np.load(client.download_artifacts(source, predictions.ARTIFACT, tmp)))
+    narrow = {k: (v[:, :5] if k.startswith(("val/", "test/")) else v) for k, v in saved.items()}
+    _copy_trial(client, source, experiment_id, saved, 0.9)
+    odd = _copy_trial(client, source, experiment_id, narrow, 0.8)
+    with pytest.raises(EnsembleError, match=rf"disagree in output shape: run {odd}.*\(360, 5\).*\(360, 10\)"):
+        ensemble.build(client, experiment_id, registered_model=REGISTERED)
+    assert _ensemble_runs(client, experiment_id) == []
+
+
+def test_experiment_without_finished_trials_is_a_clear_error_and_logs_nothing(sweep, capsys):
+    from sweeplab import ensemble, tracking
+
+    client = sweep["client"]
+    experiment_id = client.create_experiment("nothing-finished")
+    failed = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "mlp"})
+    client.set_terminated(failed.info.run_id, "FAILED")
+    with pytest.raises(EnsembleError, match="'nothing-finished' has no finished trials"):
+        ensemble.build(client, experiment_id)
+    # The command says the same, without a traceback, and exits 2.
+    code = ensemble.main(["--experiment", "nothing-finished", "--tracking-uri", sweep["uri"]])
+    assert code == 2
+    assert "has no finished trials with a final val_accuracy; nothing to ensemble" in capsys.readouterr().err
+    assert _ensemble_runs(client, experiment_id) == []
+    assert client.search_registered_models(f"name='nothing-finished-ensemble'") == []
+
+
+def test_ensemble_command_filters_by_family(sweep, capsys):
+    from sweeplab import ensemble
+
+    code = ensemble.main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "inception"])
+    assert code == 2
+    assert "matching family in ['inception']" in capsys.readouterr().err
+    assert ensemble.main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "mlp",
+                          "--top-k", "2", "--no-register"]) == 0
+    assert "Ensemble (MLflow run" in capsys.readouterr().out
+
+
+def test_report_command_logs_its_plots(sweep, capsys):
+    from sweeplab import report
+
+    assert report.main(["--experiment", "ens", "--tracking-uri", sweep["uri"]]) == 0
+    out = capsys.readouterr().out
+    assert "Leaderboard (by val_accuracy; 3 of 3 finished trials)" in out
+    assert "Ensembles (newest first; test accuracy)" in out
+    runs = sweep["client"].search_runs([sweep["result"].experiment_id], "tags.`sweeplab.role` = 'report'")
+    names = {a.path for a in sweep["client"].list_artifacts(runs[0].info.run_id)}
+    assert names == {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
+
+
+def test_commands_help_is_fast_and_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    for module in ("sweeplab.ensemble", "sweeplab.report"):
+        code = f"import sys, runpy; sys.argv=['x','--help']\ntry: runpy.run_module('{module}', run_name='__main__')\nexcept SystemExit: pass\nassert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, timeout=30)
+
+
+def test_multi_output_ensemble_model_averages_each_head(sweep):
+    """Two real two-head nets as trials: the logged ensemble returns {head: weighted average}."""
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from sweeplab import ensemble, tracking
+    from sweeplab.data import Split
+
+    client = sweep["client"]
+    experiment_id = client.create_experiment("two-heads")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    targets = {"cultivar": rng.integers(0, 3, 40), "alcohol": rng.normal(size=40)}
+
+    class TwoHeads:
+        val = test = Split({"features": x}, targets)
+
+    nets = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((3,))
+        hidden = keras.layers.Dense(8, activation="relu")(inputs)
+        net = keras.Model(
+            inputs,
+            {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+             "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
+        )
+        run = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "multi_output"})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model")
+            mlflow.keras.save_model(net, path, signature=infer_signature(x[:5]), pip_requirements=["keras"])
+            client.log_artifacts(run.info.run_id, path, "model")
+        tracking.log_bytes(client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)),
+                           predictions.ARTIFACT)
+        tracking.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})
+        client.set_terminated(run.info.run_id, "FINISHED")
+        nets.append(net)
+
+    # Minimizing the summed loss of both heads.
+    built = ensemble.build(client, experiment_id, objective="val_loss", maximize=False, method="optimize")
+    assert built.val["loss"] <= built.best_member_val["loss"]
+    assert set(built.val) == {"loss", "cultivar_loss", "cultivar_accuracy", "alcohol_loss", "alcohol_mae"}
+    mlflow.set_tracking_uri(sweep["uri"])
+    outputs = mlflow.pyfunc.load_model(built.model_uri).predict(x)
+    order = {m.run_id: m.weight for m in built.members}
+    runs = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial'", order_by=["attributes.start_time ASC"])
+    weights = [order.get(r.info.run_id, 0.0) for r in runs]
+    for head in ("cultivar", "alcohol"):
+        expected = sum(w * np.asarray(net.predict(x, verbose=0)[head], dtype="float64") for w, net in zip(weights, nets))
+        np.testing.assert_allclose(outputs[head], expected, rtol=1e-5, atol=1e-6)
