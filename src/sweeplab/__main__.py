@@ -11,11 +11,18 @@ from sweeplab.errors import SweeplabError
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from sweeplab.app import run
 
+    hydra_cfg = HydraConfig.get()
     try:
-        result = run(cfg, overrides=list(HydraConfig.get().overrides.task))
+        # In a multirun the ensemble is built once, across all jobs, at the end.
+        result = run(
+            cfg,
+            overrides=list(hydra_cfg.overrides.task),
+            build_ensemble=hydra_cfg.mode != RunMode.MULTIRUN,
+        )
     except SweeplabError as err:
         # A problem the user can fix: the message says which; no traceback.
         print(f"sweeplab: {err}", file=sys.stderr, flush=True)

@@ -48,13 +48,17 @@ def search_key(resolved: dict) -> str:
     return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def run(cfg, overrides: list[str] | None = None) -> SearchResult:
-    """Validate `cfg` (a composed Hydra config), run its search, print the leaderboard."""
+def run(cfg, overrides: list[str] | None = None, build_ensemble: bool = True) -> SearchResult:
+    """Validate `cfg` (a composed Hydra config), run its search, print the leaderboard.
+
+    `build_ensemble=False` leaves the ensemble to whoever runs several searches
+    (a multirun builds one across all its jobs when they are done).
+    """
     app_cfg = validate(cfg)
-    return run_validated(app_cfg, overrides or [])
+    return run_validated(app_cfg, overrides or [], build_ensemble)
 
 
-def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
+def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = True) -> SearchResult:
     # Heavy imports only once the config is known to be good.
     from omegaconf import OmegaConf
 
@@ -133,7 +137,7 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
         reasons = "; ".join(f"trial {t}: {r}" for t, r in failures) or "no trial ran"
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
     ensemble_run_id = None
-    if cfg.ensemble.enabled:
+    if cfg.ensemble.enabled and build_ensemble:
         from sweeplab import ensemble
 
         built = ensemble.build_for_search(cfg, client, experiment_id)
@@ -151,6 +155,22 @@ def run_validated(cfg: AppConfig, overrides: list[str]) -> SearchResult:
         failed=len(failures),
         ensemble_run_id=ensemble_run_id,
     )
+
+
+def finish_experiment(cfg: AppConfig) -> None:
+    """After several searches: the leaderboard across them all, then one ensemble."""
+    from sweeplab import ensemble, report, tracking
+
+    client, uri, experiment_id = tracking.connect(cfg.tracking)
+    maximize = cfg.tuner.direction.value == "max"
+    runs = report.rank(report.trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
+    print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
+    print(report.leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+    if cfg.ensemble.enabled:
+        built = ensemble.build_for_search(cfg, client, experiment_id)
+        print(f"\n{built.describe()}", flush=True)
+    print(f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')")
+    sys.stdout.flush()
 
 
 def _safe(name: str) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
 class PrepareTrackingStore(Callback):
-    """Create the MLflow store and experiment once, before multirun jobs start.
+    """Create the MLflow store and experiment once, before multirun jobs start;
+    when they are done, print the leaderboard across jobs and build one ensemble.
 
     Parallel jobs that each create a fresh SQLite store race on its schema
     migration ("database is locked"); after this, they only open it.
@@ -19,3 +22,17 @@ class PrepareTrackingStore(Callback):
 
         tracking = _typed(TrackingConfig, dict(config.tracking), "tracking")
         connect(tracking)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from omegaconf import OmegaConf
+
+        from sweeplab.app import finish_experiment
+        from sweeplab.errors import SweeplabError
+        from sweeplab.schema import validate
+
+        try:
+            cfg = validate(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
+            finish_experiment(cfg)
+        except SweeplabError as err:
+            print(f"sweeplab: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
