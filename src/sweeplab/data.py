@@ -55,7 +55,7 @@ def load(cfg, seed: int) -> Dataset:
         x, y = _load_digits()
     else:
         raise DataError(f"data.name: unknown data set {cfg.name!r}; expected one of {list(DATASETS)}")
-    train, val, test = split(x, y, cfg.val_fraction, cfg.test_fraction, seed)
+    train, val, test = split(x, y, cfg.val_fraction, cfg.test_fraction, seed, source=f"data {cfg.name!r}")
     if cfg.standardize:
         train, val, test = standardize(train, val, test)
     return Dataset(cfg.name, train, val, test, num_classes=int(y.max()) + 1)
@@ -69,9 +69,15 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, digits.target.astype("int64")
 
 
-def split(x, y, val_fraction: float, test_fraction: float, seed: int) -> tuple[Split, Split, Split]:
-    """Stratified, seeded split into train / val / test."""
+def split(
+    x, y, val_fraction: float, test_fraction: float, seed: int, source: str = "data"
+) -> tuple[Split, Split, Split]:
+    """Stratified, seeded split into train / val / test; bad arrays fail first (checks.py)."""
     from sklearn.model_selection import train_test_split
+
+    from sweeplab.checks import check_arrays, check_split
+
+    check_arrays(x, y, source=source, val_fraction=val_fraction, test_fraction=test_fraction)
 
     try:
         x_rest, x_test, y_rest, y_test = train_test_split(
@@ -85,7 +91,9 @@ def split(x, y, val_fraction: float, test_fraction: float, seed: int) -> tuple[S
             random_state=seed,
         )
     except ValueError as err:
-        raise DataError(f"cannot split the data set into train/val/test: {err}") from None
+        raise DataError(f"{source}: cannot split into train/val/test: {err}") from None
+    for name, xs, ys in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
+        check_split(name, xs, ys, source)
     return Split(x_train, y_train), Split(x_val, y_val), Split(x_test, y_test)
 
 
