@@ -23,3 +23,7 @@ class TrackingError(SweeplabError):
 
 class AllTrialsFailedError(SweeplabError):
     """Every trial of a search failed."""
+
+
+class SearchStoppedError(SweeplabError):
+    """Keras Tuner stopped a search after too many consecutive failed trials."""
