@@ -110,6 +110,8 @@ def by_trial(runs) -> dict[str, list[str]]:
 
 GOOD_X = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
 GOOD_Y = np.arange(60) % 3
+SPLIT_20 = {"val_fraction": 0.2, "test_fraction": 0.2}
+SPLIT_10 = {"val_fraction": 0.1, "test_fraction": 0.1}
 
 
 def test_good_arrays_pass():
@@ -135,8 +137,8 @@ def _with(a, index, value):
         (GOOD_X, GOOD_Y[:50], {}, ["60 input rows but 50 labels"]),
         (GOOD_X, GOOD_Y.reshape(60, 1), {}, ["labels have shape (60, 1)", "shape (60,)"]),
         (GOOD_X.astype(str), GOOD_Y, {}, ["dtype <U", "real numbers"]),
-        (GOOD_X, _with(GOOD_Y, 0, 7), {"val_fraction": 0.2, "test_fraction": 0.2}, ["class 7 has 1 sample", "at least 3"]),
-        (GOOD_X[:12], GOOD_Y[:12], {"val_fraction": 0.1, "test_fraction": 0.1}, ["test split would hold 2 samples for 3 classes"]),
+        (GOOD_X, _with(GOOD_Y, 0, 7), SPLIT_20, ["class 7 has 1 sample", "at least 3"]),
+        (GOOD_X[:12], GOOD_Y[:12], SPLIT_10, ["test split would hold 2 samples for 3 classes"]),
     ],
     ids=["nan", "inf", "label-high", "label-negative", "label-float", "empty", "1d-inputs",
          "length-mismatch", "2d-labels", "strings", "rare-class", "tiny-split"],
@@ -159,7 +161,8 @@ def test_regression_targets_must_be_finite():
 @pytest.mark.slow
 def test_bad_data_via_cli_exits_nonzero_before_any_run(tmp_path):
     """Too small a test split for 10 classes: one message, exit 2, no store at all."""
-    result = run_cli(["data.val_fraction=0.001", "data.test_fraction=0.001", f"state_dir={tmp_path / 'state'}"], tmp_path)
+    args = ["data.val_fraction=0.001", "data.test_fraction=0.001", f"state_dir={tmp_path / 'state'}"]
+    result = run_cli(args, tmp_path)
     assert result.returncode == 2, result.stderr
     assert "test split would hold 2 samples for 10 classes" in result.stderr
     assert "data.test_fraction" in result.stderr
@@ -353,7 +356,8 @@ def test_overwrite_true_starts_a_fresh_search(store, make_config):
     client = client_for(store["uri"])
     trials = runs_of(client, "trial", "FINISHED")
     # One trial under each parent: the fresh search retrained trial 0 from new tuner state.
-    assert sorted(r.data.tags["mlflow.parentRunId"] for r in trials) == sorted([first.parent_run_id, fresh.parent_run_id])
+    parents = sorted(r.data.tags["mlflow.parentRunId"] for r in trials)
+    assert parents == sorted([first.parent_run_id, fresh.parent_run_id])
     assert len(runs_of(client, "search")) == 2
 
 
@@ -391,10 +395,9 @@ def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
         mine = [t for t in trials if t.data.tags["mlflow.parentRunId"] == parent.info.run_id]
         assert sorted(t.data.tags["sweeplab.trial_id"] for t in mine) == ["0", "1"]  # no duplicates
         assert "config.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    units_of = {p.info.run_id: p.data.params["model.space.units"] for p in parents}
     for trial in trials:
-        assert trial.data.params["units"] == next(
-            p.data.params["model.space.units"] for p in parents if p.info.run_id == trial.data.tags["mlflow.parentRunId"]
-        )
+        assert trial.data.params["units"] == units_of[trial.data.tags["mlflow.parentRunId"]]
         assert len(client.get_metric_history(trial.info.run_id, "val_loss")) == 2
         assert {"final_val_accuracy", "test_accuracy"} <= set(trial.data.metrics)
         paths = {a.path for a in client.list_artifacts(trial.info.run_id)}

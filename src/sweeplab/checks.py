@@ -47,7 +47,9 @@ def check_arrays(
         return
 
     if y.ndim != 1:
-        raise DataError(f"{source}: labels have shape {y.shape}; expected one integer class label per sample, shape ({len(x)},)")
+        raise DataError(
+            f"{source}: labels have shape {y.shape}; expected one integer class label per sample, shape ({len(x)},)"
+        )
     if not np.issubdtype(y.dtype, np.number):
         raise DataError(f"{source}: labels have dtype {y.dtype}; expected integer class labels 0..K-1")
     _check_finite(y, "labels", source)
