@@ -27,6 +27,10 @@ def main(cfg: DictConfig) -> float | None:
         # A problem the user can fix: the message says which; no traceback.
         print(f"sweeplab: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Ctrl-C: the trial and search runs are already marked KILLED; the tuner state is on disk.
+        print("sweeplab: interrupted; run the same command again to resume the search", file=sys.stderr, flush=True)
+        sys.exit(130)
     # Returned so that a Hydra sweeper can optimize over searches.
     return result.best_score
 

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeplab.errors import AllTrialsFailedError
+from sweeplab.errors import AllTrialsFailedError, SearchStoppedError
 from sweeplab.schema import AppConfig, check_objective, validate
 
 # Keys that do not change what a search computes, so they do not change its identity.
@@ -100,6 +100,7 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
     directory = str(Path(cfg.state_dir) / _safe(cfg.tracking.experiment))
     status = "FAILED"
+    stopped = None  # why Keras Tuner gave up early, if it did
     try:
         tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
         tuning.search(tuner, cfg, dataset)
@@ -107,6 +108,11 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except RuntimeError as err:
+        # Keras Tuner's max_consecutive_failed_trials: report it like any failed search.
+        if not tuning.is_failure_limit(err):
+            raise
+        stopped = str(err).splitlines()[0]
     finally:
         search_run.end(status)
 
@@ -133,9 +139,17 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
         for trial_id, reason in failures:
             print(f"  trial {trial_id}: {reason}")
 
+    browse = f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')"
+    reasons = "; ".join(f"trial {t}: {r}" for t, r in failures) or "no trial ran"
+    if not runs or stopped:
+        print(browse, flush=True)
     if not runs:
-        reasons = "; ".join(f"trial {t}: {r}" for t, r in failures) or "no trial ran"
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
+    if stopped:
+        raise SearchStoppedError(
+            f"search {project} stopped early: {stopped} (tuner.max_consecutive_failed_trials="
+            f"{cfg.tuner.max_consecutive_failed_trials}); {len(runs)} trial(s) finished; failed: {reasons}"
+        )
     ensemble_run_id = None
     if cfg.ensemble.enabled and build_ensemble:
         from sweeplab import ensemble
@@ -143,8 +157,7 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
         built = ensemble.build_for_search(cfg, client, experiment_id)
         ensemble_run_id = built.run_id
         print(f"\n{built.describe()}", flush=True)
-    print(f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')")
-    sys.stdout.flush()
+    print(browse, flush=True)
     return SearchResult(
         parent_run_id=parent_id,
         experiment_id=experiment_id,

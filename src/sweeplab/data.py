@@ -125,7 +125,8 @@ def load(cfg, seed: int) -> Dataset:
     inputs, targets, tasks = loaders[cfg.name](cfg)
     target_specs = [_target_spec(name, values, tasks[name], cfg.name) for name, values in targets.items()]
     strata = next((targets[t.name] for t in target_specs if t.task == "classification"), None)
-    train, val, test = split(inputs, targets, cfg.val_fraction, cfg.test_fraction, seed, strata)
+    source = f"data.path={cfg.path}" if cfg.name in ("npz", "csv") else f"data {cfg.name!r}"
+    train, val, test = split(inputs, targets, cfg.val_fraction, cfg.test_fraction, seed, strata, tasks, source)
     if cfg.standardize:
         train, val, test = standardize(train, val, test)
     input_specs = [Input(name, tuple(array.shape[1:])) for name, array in train.inputs.items()]
@@ -291,9 +292,34 @@ def _same_length(arrays: dict, path) -> None:
         raise DataError(f"data.path: arrays of {path!r} differ in length {lengths}; expected one row per example")
 
 
-def split(inputs: dict, targets: dict, val_fraction: float, test_fraction: float, seed: int, strata=None):
-    """Seeded split into train / val / test, stratified on `strata` when given."""
+def split(
+    inputs: dict,
+    targets: dict,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    strata=None,
+    tasks: dict | None = None,
+    source: str = "data",
+):
+    """Seeded split into train / val / test, stratified on `strata` when given;
+    bad arrays fail first, naming `source` (checks.py)."""
     from sklearn.model_selection import train_test_split
+
+    from sweeplab.checks import check_arrays, check_split
+
+    for target_name, y in targets.items():
+        classification = (tasks or {}).get(target_name, "classification") == "classification"
+        stratified = strata is not None and y is strata
+        for input_name, x in inputs.items():
+            check_arrays(
+                x,
+                y,
+                source=source if len(inputs) + len(targets) == 2 else f"{source} ({input_name} -> {target_name})",
+                classification=classification,
+                val_fraction=val_fraction if stratified else None,
+                test_fraction=test_fraction if stratified else None,
+            )
 
     index = np.arange(len(next(iter(targets.values()))))
     try:
@@ -305,11 +331,14 @@ def split(inputs: dict, targets: dict, val_fraction: float, test_fraction: float
             random_state=seed,
         )
     except ValueError as err:
-        raise DataError(f"cannot split the data set into train/val/test: {err}") from None
-    return tuple(
+        raise DataError(f"{source}: cannot split into train/val/test: {err}") from None
+    splits = tuple(
         Split({k: v[rows] for k, v in inputs.items()}, {k: v[rows] for k, v in targets.items()})
         for rows in (train, val, test)
     )
+    for name, part in zip(("train", "val", "test"), splits):
+        check_split(name, next(iter(part.inputs.values())), next(iter(part.targets.values())), source)
+    return splits
 
 
 def standardize(train: Split, val: Split, test: Split) -> tuple[Split, Split, Split]:

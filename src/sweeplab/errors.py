@@ -27,3 +27,7 @@ class AllTrialsFailedError(SweeplabError):
 
 class EnsembleError(SweeplabError):
     """An ensemble cannot be built from the chosen trials."""
+
+
+class SearchStoppedError(SweeplabError):
+    """Keras Tuner stopped a search after too many consecutive failed trials."""

@@ -11,13 +11,17 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from sweeplab.errors import TrackingError
 
 DEFAULT_STORE_DIR = "mlruns"
 # Writers wait this long for a SQLite lock instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60
+# A failed write to the store is retried this many times, waiting 1, 2, 4, ... s.
+WRITE_RETRIES = 5
+# The first request to an HTTP store: how long to wait, so a wrong URI fails in seconds
+# (MLflow's own default retries for about 4 minutes).
+PROBE_TIMEOUT_S = 10
 MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_LENGTH = 6000
 
@@ -47,13 +51,13 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
+# scheme://user:PASSWORD@ anywhere in a text (a URI alone, an override, an error message).
+_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
 def redact(uri: str) -> str:
-    """The URI with any password replaced, safe to print or log."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URI (or any text holding URIs) with every password replaced, safe to print or log."""
+    return _PASSWORD.sub(r"\g<keep>***@", uri)
 
 
 def display_uri(uri: str) -> str:
@@ -81,9 +85,10 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = RetryingClient(MlflowClient(tracking_uri=uri))
     try:
-        experiment = client.get_experiment_by_name(tracking.experiment)
+        with _fast_http():
+            experiment = client.raw.get_experiment_by_name(tracking.experiment)
         if experiment is None:
             location = tracking.artifact_location or default_artifact_location(uri)
             try:
@@ -117,6 +122,65 @@ def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, st
         known = [e.name for e in client.search_experiments()]
         raise TrackingError(f"experiment: got {name!r}; expected one of {known} (in {display_uri(uri)})")
     return client, uri, experiment.experiment_id
+
+
+class _fast_http:
+    """Within this block, MLflow HTTP requests neither retry nor wait long."""
+
+    SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT_S)}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.SETTINGS}
+        for key, value in self.SETTINGS.items():
+            os.environ.setdefault(key, value)  # a user's own setting wins
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def is_transient(err: BaseException) -> bool:
+    """A store error worth retrying: a locked database, a dropped connection, a busy server."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        return err.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED") or "locked" in str(err)
+    return isinstance(err, (ConnectionError, TimeoutError)) or type(err).__module__.startswith("requests")
+
+
+class RetryingClient:
+    """An MlflowClient whose writes are retried on transient errors, so a trial's results
+    survive a locked SQLite database or a server restart. Lookups are not retried."""
+
+    WRITES = {
+        "create_run", "log_batch", "log_metric", "log_param", "set_tag", "set_terminated",
+        "update_run", "log_text", "log_figure", "log_artifact", "log_artifacts", "log_dict",
+    }
+
+    def __init__(self, client, retries: int = WRITE_RETRIES, first_wait_s: float = 1.0):
+        self.raw, self.retries, self.first_wait_s = client, retries, first_wait_s
+
+    def __getattr__(self, name):
+        method = getattr(self.raw, name)
+        if name not in self.WRITES:
+            return method
+
+        def retrying(*args, **kwargs):
+            for attempt in range(self.retries + 1):
+                try:
+                    return method(*args, **kwargs)
+                except Exception as err:
+                    if attempt == self.retries or not is_transient(err):
+                        raise
+                    wait = self.first_wait_s * 2**attempt
+                    print(f"[sweeplab] MLflow {name} failed ({short_reason(redact(str(err)))}); "
+                          f"retrying in {wait:g} s", flush=True)
+                    time.sleep(wait)
+
+        return retrying
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, str]:
@@ -181,6 +245,7 @@ class SearchRun:
             self.client.update_run(self.run_id, status="RUNNING")
             self.mark_interrupted_trials()
             return self.run_id
+        tags = {k: redact(str(v)) for k, v in tags.items()}  # the overrides may hold a tracking.uri
         run = self.client.create_run(
             self.experiment_id, run_name=name, tags={ROLE: "search", SEARCH_KEY: self.search_key, **tags}
         )

@@ -152,6 +152,11 @@ def search(tuner, cfg, dataset) -> None:
     )
 
 
+def is_failure_limit(err: RuntimeError) -> bool:
+    """Keras Tuner's RuntimeError for `max_consecutive_failed_trials` (it has no class of its own)."""
+    return str(err).startswith("Number of consecutive failures exceeded the limit")
+
+
 def trial_scores(tuner) -> list[float | None]:
     """Each trial's objective in trial order (None where the trial failed)."""
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id) if t.trial_id.isdigit() else 0)

@@ -1,0 +1,460 @@
+"""Reliability promises (DESIGN.md): resume, Ctrl-C, failing trials, bad input,
+tracking failures, concurrent writers, safety. Real processes where the promise
+is about processes (signals, exit codes, parallel jobs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeplab.checks import check_arrays
+from sweeplab.errors import AllTrialsFailedError, DataError, TrackingError
+
+ROOT = Path(__file__).resolve().parents[1]
+TRIAL = "sweeplab.role = 'trial'"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def cli_env() -> dict:
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m sweeplab ARGS` in its own process, SIGINT reaching it as Ctrl-C would."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeplab", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell's background job ignores SIGINT; Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = start_cli(args, cwd)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def client_for(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri + "?timeout=60")
+
+
+def runs_of(client, role: str, status: str | None = None) -> list:
+    query = f"tags.`sweeplab.role` = '{role}'"
+    if status:
+        query += f" and attributes.status = '{status}'"
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, filter_string=query, max_results=5000) if ids else []
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 240, what: str = ""):
+    """Poll `condition()` (store reads may race the writer: errors count as 'not yet')."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"sweeplab exited ({proc.returncode}) before {what}:\n{out[-3000:]}\n{err[-3000:]}")
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def trial_statuses(db: Path) -> dict[str, list[str]]:
+    """{trial id: sorted run statuses}, read with plain sqlite3 while a search writes
+    (an MlflowClient here could race the writer's schema migration)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as con:
+        rows = con.execute(
+            "SELECT t.value, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid"
+            " WHERE t.key = 'sweeplab.trial_id'"
+        ).fetchall()
+    result: dict[str, list[str]] = {}
+    for trial_id, status in rows:
+        result.setdefault(trial_id, []).append(status)
+    return {k: sorted(v) for k, v in sorted(result.items())}
+
+
+def by_trial(runs) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for run in runs:
+        result.setdefault(run.data.tags["sweeplab.trial_id"], []).append(run.info.status)
+    return {k: sorted(v) for k, v in sorted(result.items())}
+
+
+# ---------------------------------------------------------------- bad data (checks.py)
+
+GOOD_X = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
+GOOD_Y = np.arange(60) % 3
+SPLIT_20 = {"val_fraction": 0.2, "test_fraction": 0.2}
+SPLIT_10 = {"val_fraction": 0.1, "test_fraction": 0.1}
+
+
+def test_good_arrays_pass():
+    check_arrays(GOOD_X, GOOD_Y, source="good.npz", num_classes=3, val_fraction=0.2, test_fraction=0.2)
+
+
+def _with(a, index, value):
+    a = a.copy()
+    a[index] = value
+    return a
+
+
+@pytest.mark.parametrize(
+    "x, y, kwargs, expected",
+    [
+        (_with(GOOD_X, (5, 2), np.nan), GOOD_Y, {}, ["NaN or infinite", "index (5, 2)", "finite"]),
+        (_with(GOOD_X, (0, 0), np.inf), GOOD_Y, {}, ["1 inputs value(s)", "inf"]),
+        (GOOD_X, _with(GOOD_Y, 7, 3), {"num_classes": 3}, ["label 3 out of range", "0..2"]),
+        (GOOD_X, _with(GOOD_Y, 7, -1), {}, ["label -1 out of range"]),
+        (GOOD_X, GOOD_Y.astype(float) + 0.5, {}, ["not an integer"]),
+        (GOOD_X[:0], GOOD_Y[:0], {}, ["no samples"]),
+        (GOOD_X[:, 0], GOOD_Y, {}, ["shape (60,)", "at least 2 axes"]),
+        (GOOD_X, GOOD_Y[:50], {}, ["60 input rows but 50 labels"]),
+        (GOOD_X, GOOD_Y.reshape(60, 1), {}, ["labels have shape (60, 1)", "shape (60,)"]),
+        (GOOD_X.astype(str), GOOD_Y, {}, ["dtype <U", "real numbers"]),
+        (GOOD_X, _with(GOOD_Y, 0, 7), SPLIT_20, ["class 7 has 1 sample", "at least 3"]),
+        (GOOD_X[:12], GOOD_Y[:12], SPLIT_10, ["test split would hold 2 samples for 3 classes"]),
+    ],
+    ids=["nan", "inf", "label-high", "label-negative", "label-float", "empty", "1d-inputs",
+         "length-mismatch", "2d-labels", "strings", "rare-class", "tiny-split"],
+)
+def test_bad_arrays_fail_with_source_value_and_expectation(x, y, kwargs, expected):
+    with pytest.raises(DataError) as info:
+        check_arrays(x, y, source="data.path=/tmp/bad.npz", **kwargs)
+    message = str(info.value)
+    assert message.startswith("data.path=/tmp/bad.npz: ")
+    for part in expected:
+        assert part in message
+
+
+def test_regression_targets_must_be_finite():
+    check_arrays(GOOD_X, GOOD_Y.astype("float32"), source="t", classification=False)
+    with pytest.raises(DataError, match="targets value"):
+        check_arrays(GOOD_X, _with(GOOD_Y.astype("float32"), 3, np.nan), source="t", classification=False)
+
+
+@pytest.mark.slow
+def test_bad_data_via_cli_exits_nonzero_before_any_run(tmp_path):
+    """Too small a test split for 10 classes: one message, exit 2, no store at all."""
+    args = ["data.val_fraction=0.001", "data.test_fraction=0.001", f"state_dir={tmp_path / 'state'}"]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "test split would hold 2 samples for 10 classes" in result.stderr
+    assert "data.test_fraction" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists()
+    assert not (tmp_path / "state").exists()
+
+
+# ---------------------------------------------------------------- tracking failures
+
+
+def test_unreachable_tracking_uri_fails_fast_naming_it_without_password(store, make_config):
+    from sweeplab.schema import validate
+    from sweeplab.tracking import connect
+
+    cfg = validate(make_config([*store["overrides"], *TINY_FAST, "tracking.uri=http://alice:s3cret@127.0.0.1:9"]))
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as info:
+        connect(cfg.tracking)
+    assert time.monotonic() - started < 15  # MLflow's own retries would take about 4 minutes
+    assert "http://alice:***@127.0.0.1:9" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
+    """A real 'database is locked': another connection holds SQLite's write lock
+    longer than the client's busy timeout; the retried write still lands."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    from sweeplab.tracking import RetryingClient
+
+    db = tmp_path / "mlflow.db"
+    raw = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment_id = raw.create_experiment("locks", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = raw.create_run(experiment_id).info.run_id
+    client = RetryingClient(raw, retries=3, first_wait_s=2.0)
+
+    # MLflow waits 20 s (its SQLite busy_timeout) before "database is locked".
+    locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(21, lambda: locker.execute("COMMIT"))
+    release.start()
+    try:
+        client.log_metric(run_id, "val_accuracy", 0.9)
+    finally:
+        release.join()
+        locker.close()
+    assert "MLflow log_metric failed" in capsys.readouterr().out  # the first attempt was lost
+    assert raw.get_run(run_id).data.metrics == {"val_accuracy": 0.9}
+
+
+# ---------------------------------------------------------------- failing trials
+
+TINY_FAST = ["trainer.epochs=2", "trainer.verbose=0", "tracking.log_models=false"]
+FIXED = [
+    "model.space.layers=1",
+    "model.space.units=16",
+    "model.space.activation=relu",
+    "model.space.initializer=glorot_uniform",
+    "model.space.batch_norm=none",
+    "model.space.dropout=0.0",
+]
+
+
+def test_diverging_trial_is_failed_with_reason_and_the_search_goes_on(store, make_config):
+    from sweeplab.app import run
+
+    cfg = make_config(
+        [
+            *store["overrides"],
+            *TINY_FAST,
+            *FIXED,
+            "tuner=grid",
+            "tuner.max_trials=2",
+            "trainer.optimizer=sgd",
+            "model.space.learning_rate={type:choice,values:[0.01,1.0e9],default:0.01}",
+        ]
+    )
+    result = run(cfg)
+    assert (result.finished, result.failed) == (1, 1)
+    client = client_for(store["uri"])
+    failed = runs_of(client, "trial", "FAILED")
+    assert len(failed) == 1
+    assert failed[0].data.params["learning_rate"] == "1000000000.0"
+    reason = failed[0].data.tags["sweeplab.failure"]
+    assert "loss became nan" in reason or "loss became inf" in reason
+    # Stopped at once (TerminateOnNaN), not after every epoch.
+    assert len(client.get_metric_history(failed[0].info.run_id, "loss")) <= 1
+    assert len(runs_of(client, "trial", "FINISHED")) == 1
+
+
+@pytest.mark.slow
+def test_every_trial_failing_exits_nonzero_with_summary(tmp_path):
+    """An exception in training (labels do not fit the loss) fails each trial; the
+    search tries all three; Keras Tuner's failure limit ends in a summary, not a traceback."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = run_cli(
+        [
+            f"tracking.uri={uri}",
+            f"state_dir={tmp_path / 'state'}",
+            *TINY_FAST,
+            "tuner.max_trials=3",
+            "tuner.max_consecutive_failed_trials=3",
+            "trainer.loss=categorical_crossentropy",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    # Keras Tuner prints each failed trial's traceback; the search itself ends in a summary.
+    assert result.stderr.strip().splitlines()[-1].startswith("sweeplab: every trial of search")
+    assert "RuntimeError: Number of consecutive failures" not in result.stderr
+    assert "trial 0:" in result.stderr and "trial 2:" in result.stderr
+    client = client_for(uri)
+    failed = runs_of(client, "trial", "FAILED")
+    assert sorted(r.data.tags["sweeplab.trial_id"] for r in failed) == ["0", "1", "2"]
+    assert all(r.data.tags["sweeplab.failure"] for r in failed)
+    assert [r.info.status for r in runs_of(client, "search")] == ["FAILED"]
+
+
+# ---------------------------------------------------------------- resume, Ctrl-C, fresh start
+
+SLOW_TRIALS = [
+    "tuner.max_trials=2",
+    "trainer.epochs=15",
+    "trainer.batch_size=8",
+    "trainer.early_stopping.enabled=false",
+    "trainer.verbose=0",
+    "tracking.log_models=false",
+]
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *SLOW_TRIALS]
+    client = client_for(uri)
+
+    # 1. Ctrl-C during trial 0.
+    proc = start_cli(args, tmp_path)
+    db = tmp_path / "mlruns" / "mlflow.db"
+    wait_for(lambda: trial_statuses(db) == {"0": ["RUNNING"]}, proc, what="trial 0 running")
+    time.sleep(1.0)  # into its epochs
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    (parent,) = runs_of(client, "search")
+    assert parent.info.status == "KILLED"
+    assert by_trial(runs_of(client, "trial")) == {"0": ["KILLED"]}
+    assert list((tmp_path / "state").rglob("oracle.json")), "tuner state not on disk"
+
+    # 2. Resume; SIGKILL (no cleanup possible) during trial 1, after trial 0 finished.
+    proc = start_cli(args, tmp_path)
+    wait_for(
+        lambda: trial_statuses(db) == {"0": ["FINISHED", "KILLED"], "1": ["RUNNING"]},
+        proc,
+        what="trial 1 running after trial 0 finished",
+    )
+    time.sleep(1.0)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert by_trial(runs_of(client, "trial")) == {"0": ["FINISHED", "KILLED"], "1": ["RUNNING"]}
+
+    # 3. Same command again: trial 1 is marked FAILED and retried, trial 0 is not rerun.
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming search" in result.stdout
+    assert [r.info.run_id for r in runs_of(client, "search")] == [parent.info.run_id]
+    assert runs_of(client, "search")[0].info.status == "FINISHED"
+    assert by_trial(runs_of(client, "trial")) == {"0": ["FINISHED", "KILLED"], "1": ["FAILED", "FINISHED"]}
+    interrupted = runs_of(client, "trial", "FAILED")[0]
+    assert "interrupted" in interrupted.data.tags["sweeplab.failure"]
+    # Every finished trial has its whole record: one loss per epoch, final metrics.
+    for run in runs_of(client, "trial", "FINISHED"):
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 15
+        assert "final_val_accuracy" in run.data.metrics
+
+
+def test_overwrite_true_starts_a_fresh_search(store, make_config):
+    from sweeplab.app import run
+
+    base = [*store["overrides"], *TINY_FAST, *FIXED, "tuner.max_trials=1"]
+    first = run(make_config(base))
+    again = run(make_config(base))
+    assert again.parent_run_id == first.parent_run_id  # resumed: nothing new to do
+    fresh = run(make_config([*base, "tuner.overwrite=true"]))
+    assert fresh.parent_run_id != first.parent_run_id
+    client = client_for(store["uri"])
+    trials = runs_of(client, "trial", "FINISHED")
+    # One trial under each parent: the fresh search retrained trial 0 from new tuner state.
+    parents = sorted(r.data.tags["mlflow.parentRunId"] for r in trials)
+    assert parents == sorted([first.parent_run_id, fresh.parent_run_id])
+    assert len(runs_of(client, "search")) == 2
+
+
+# ---------------------------------------------------------------- concurrent writers, multirun resume
+
+
+@pytest.mark.slow
+def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "model.space.units=16,32,48,64",
+        f"tracking.uri={uri}",
+        f"state_dir={tmp_path / 'state'}",
+        "tuner.max_trials=2",
+        "trainer.epochs=2",
+        "trainer.verbose=0",
+    ]
+    result = run_cli(args, tmp_path, timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = client_for(uri)
+
+    def snapshot():
+        parents = runs_of(client, "search")
+        trials = runs_of(client, "trial")
+        return parents, trials
+
+    parents, trials = snapshot()
+    assert len(parents) == 4 and {p.info.status for p in parents} == {"FINISHED"}
+    assert sorted(p.data.params["model.space.units"] for p in parents) == ["16", "32", "48", "64"]
+    assert len(trials) == 8 and {t.info.status for t in trials} == {"FINISHED"}
+    for parent in parents:
+        mine = [t for t in trials if t.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(t.data.tags["sweeplab.trial_id"] for t in mine) == ["0", "1"]  # no duplicates
+        assert "config.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    units_of = {p.info.run_id: p.data.params["model.space.units"] for p in parents}
+    for trial in trials:
+        assert trial.data.params["units"] == units_of[trial.data.tags["mlflow.parentRunId"]]
+        assert len(client.get_metric_history(trial.info.run_id, "val_loss")) == 2
+        assert {"final_val_accuracy", "test_accuracy"} <= set(trial.data.metrics)
+        paths = {a.path for a in client.list_artifacts(trial.info.run_id)}
+        assert {"model", "learning_curves.png", "model_summary.txt"} <= paths
+        assert "MLmodel" in {Path(a.path).name for a in client.list_artifacts(trial.info.run_id, "model")}
+
+    # The same multirun again: each job finds its finished search and trains nothing.
+    result = run_cli(args, tmp_path, timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    parents_again, trials_again = snapshot()
+    assert {p.info.run_id for p in parents_again} == {p.info.run_id for p in parents}
+    assert {t.info.run_id for t in trials_again} == {t.info.run_id for t in trials}
+
+
+# ---------------------------------------------------------------- safety
+
+
+def test_password_in_a_uri_is_never_logged(tmp_path):
+    """The search run's tags hold the Hydra overrides (tracking.uri=... among them) and
+    trial params are free text: both reach the store redacted."""
+    from mlflow import MlflowClient
+
+    from sweeplab.tracking import OVERRIDES, SearchRun, TrialRun, display_uri, redact
+
+    assert redact("postgresql://bob:pw123@127.0.0.1:5432/mlflow") == "postgresql://bob:***@127.0.0.1:5432/mlflow"
+    assert display_uri("http://bob:pw123@127.0.0.1:5000") == "http://bob:***@127.0.0.1:5000"
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("safety", artifact_location=(tmp_path / "artifacts").as_uri())
+    search = SearchRun(client, experiment_id, "key", fresh=True)
+    run_id = search.start(
+        name="s",
+        tags={OVERRIDES: "tracking.uri=http://bob:pw123@127.0.0.1:5000 tuner=random"},
+        params={"data.source": "https://bob:pw123@127.0.0.1/x.npz"},
+        config_yaml="{}",
+    )
+    trial = TrialRun(search, "0", "mlp", {"note": "s3://bob:pw123@bucket/x"})
+    for run in (client.get_run(run_id), client.get_run(trial.run_id)):
+        stored = repr(run.data.params) + repr(run.data.tags)
+        assert "pw123" not in stored and "bob:***@" in stored
+
+
+@pytest.mark.slow
+def test_unreachable_uri_via_cli_prints_no_password(tmp_path):
+    result = run_cli(["tracking.uri=http://bob:pw123@127.0.0.1:9", *TINY_FAST], tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "http://bob:***@127.0.0.1:9" in result.stderr
+    assert "pw123" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_load_in_keras_safe_mode(tmp_path):
+    """A .keras file with a Lambda layer (arbitrary code) is refused when loaded."""
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda t: t * 2)])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="safe_mode"):
+        keras.saving.load_model(path)
