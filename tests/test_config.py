@@ -50,6 +50,7 @@ BAD_INPUTS = [
     (["tuner.objective=val_acc"], "tuner.objective", "val_accuracy"),
     (["+model.hidden=3"], "model.hidden", "space"),
     (["data.val_fraction=0.7", "data.test_fraction=0.5"], "data.val_fraction", "< 1"),
+    (["tracking.log_models=false"], "tracking.log_models", "ensemble=none"),
 ]
 
 

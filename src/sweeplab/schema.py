@@ -194,6 +194,11 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
     ensemble = _typed(EnsembleConfig, raw["ensemble"], "ensemble")
     _positive("ensemble.top_k", ensemble.top_k)
     _positive("ensemble.max_steps", ensemble.max_steps)
+    if ensemble.enabled and not tracking.log_models:
+        # Found now rather than after hours of training: members are logged models.
+        raise ConfigError(
+            "tracking.log_models", False, "true while an ensemble is built (or ensemble=none)"
+        )
 
     return AppConfig(
         data=data,
