@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict
+from dataclasses import dataclass
 
+from sweeplab.models.config import SingleHeadConfig
 from sweeplab.space import Flag, Number, OneOf
-from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, INITIALIZERS, OUTPUT_ACTIVATIONS
+from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, INITIALIZERS
 
 
 @dataclass
-class Config:
+class Config(SingleHeadConfig):
     family: str = "mlp"
-    output_activation: str = "softmax"
-    space: Dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> list[tuple[str, Any, str]]:
-        """(key, value, expected) for every bad fixed setting."""
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            return [("model.output_activation", self.output_activation, f"one of {list(OUTPUT_ACTIVATIONS)}")]
-        return []
 
 
 # The hyperparameters build() reads; a space may search or fix any of them.

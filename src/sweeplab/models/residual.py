@@ -9,23 +9,16 @@ differ).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict
+from dataclasses import dataclass
 
+from sweeplab.models.config import SingleHeadConfig
 from sweeplab.space import Flag, Number, OneOf
-from sweeplab.vocabulary import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from sweeplab.vocabulary import ACTIVATIONS
 
 
 @dataclass
-class Config:
+class Config(SingleHeadConfig):
     family: str = "residual"
-    output_activation: str = "softmax"
-    space: Dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> list[tuple[str, Any, str]]:
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            return [("model.output_activation", self.output_activation, f"one of {list(OUTPUT_ACTIVATIONS)}")]
-        return []
 
 
 HYPERPARAMETERS = {
