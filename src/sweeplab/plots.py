@@ -99,6 +99,7 @@ def best_so_far_by_search(series: dict[str, list[float]], objective: str, maximi
             line.append(best)
         ax.step(range(1, len(line) + 1), line, where="post", marker="o", label=label)
     ax.set_xlabel("finished trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"best {objective} so far")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

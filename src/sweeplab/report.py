@@ -148,7 +148,8 @@ def figures(runs: list, objective: str, maximize: bool) -> dict:
     points: dict[str, list[tuple]] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):
         score = run.data.metrics[key]
-        by_search.setdefault(run.data.tags.get(PARENT, "?")[:8], []).append(score)
+        search_label = f"{run.data.tags.get(FAMILY, '?')} search {run.data.tags.get(PARENT, '?')[:6]}"
+        by_search.setdefault(search_label, []).append(score)
         by_family.setdefault(run.data.tags.get(FAMILY, "?"), []).append(score)
         for name, value in run.data.params.items():
             points.setdefault(name, []).append((value, score))
