@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--tuner-seed", type=int, default=1)
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {ARMS}")
     common.worker_args(parser)
-    args = parser.parse_args()
+    args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
 
     if args.worker:
         common.heavy_imports()
