@@ -38,13 +38,20 @@ def fit_data(dataset, trainer, seed: int):
         .batch(trainer.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val = (
-        tf.data.Dataset.from_tensor_slices((dataset.val.x, dataset.val.y))
+    return train, eval_data(dataset.val, trainer)
+
+
+def eval_data(split, trainer):
+    """A split as a batched tf.data pipeline for evaluation: evaluating it reuses
+    the traced test function (NumPy arrays cost a new data adapter each time)."""
+    import tensorflow as tf
+
+    return (
+        tf.data.Dataset.from_tensor_slices((split.x, split.y))
         .batch(trainer.batch_size)
         .cache()
         .prefetch(tf.data.AUTOTUNE)
     )
-    return train, val
 
 
 def callbacks(trainer) -> list:

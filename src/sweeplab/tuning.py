@@ -54,6 +54,7 @@ class TrackedTrials:
         self._trial_run: TrialRun | None = None
         self._model = None
         self._best: BestEpochInMemory | None = None
+        self._eval_sets: dict = {}  # tf.data val/test pipelines, built once
         super().__init__(*args, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
@@ -107,9 +108,15 @@ class TrackedTrials:
         else:
             model.load_weights(self._get_checkpoint_fname(trial.trial_id))
         metrics = {"epochs_trained": len(run.epochs.history.get("loss", []))}
+        trainer = self.hypermodel.cfg.trainer
         for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
             split = getattr(data, split_name)
-            scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
+            if trainer.tf_data:
+                if split_name not in self._eval_sets:
+                    self._eval_sets[split_name] = training.eval_data(split, trainer)
+                scores = model.evaluate(self._eval_sets[split_name], verbose=0, return_dict=True)
+            else:
+                scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
             metrics.update({prefix + k: v for k, v in scores.items()})
         metrics["param_count"] = model.count_params()
         run.log_results(metrics)
