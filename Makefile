@@ -15,7 +15,7 @@ STORE := $(CURDIR)/mlruns
 UI_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sweep test ui clean lock
+.PHONY: help setup sweep test ui clean lock bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,20 @@ sweep: $(STAMP) ## Run a named sweep from sweeps/ (SWEEP=default; extra Hydra ov
 
 test: $(STAMP) ## Run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+BENCH_STAMP := $(VENV)/.bench-$(LOCK_HASH)
+# Every benchmark under bench/ (memory.py and others join when they exist).
+BENCH_SCRIPTS := $(filter-out bench/common.py,$(sort $(wildcard bench/*.py)))
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test,bench]'
+	@rm -f $(VENV)/.bench-*
+	@touch $@
+
+bench: $(BENCH_STAMP) ## Run the benchmarks under bench/ (side by side, ratios; extra flags in ARGS="...")
+	@for script in $(BENCH_SCRIPTS); do \
+	  $(BIN)/python $$script $(ARGS) || exit 1; \
+	done
 
 ui: $(STAMP) ## Browse the local MLflow store at http://127.0.0.1:5000
 	@mkdir -p $(STORE)

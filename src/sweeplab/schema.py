@@ -90,6 +90,9 @@ class TrainerConfig:
     learning_rate: float = 1e-3
     loss: Optional[str] = None
     verbose: int = 2
+    steps_per_execution: int = 32
+    tf_data: bool = True
+    best_weights: str = "memory"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
@@ -244,6 +247,9 @@ def _check_trainer(trainer: TrainerConfig) -> None:
         raise ConfigError("trainer.loss", trainer.loss, f"null (chosen from the task) or one of {list(LOSSES)}")
     if trainer.verbose not in (0, 1, 2):
         raise ConfigError("trainer.verbose", trainer.verbose, "0, 1 or 2")
+    _positive("trainer.steps_per_execution", trainer.steps_per_execution)
+    if trainer.best_weights not in ("memory", "checkpoint"):
+        raise ConfigError("trainer.best_weights", trainer.best_weights, "memory or checkpoint")
     if trainer.early_stopping.patience < 0:
         raise ConfigError("trainer.early_stopping.patience", trainer.early_stopping.patience, "an integer >= 0")
 

@@ -203,12 +203,14 @@ def log_params(client, run_id: str, params: dict) -> None:
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
 
-def log_metrics(client, run_id: str, metrics: dict, step: int = 0) -> None:
+def log_metrics(client, run_id: str, metrics: dict, step: int = 0, synchronous: bool = True):
+    """One `log_batch`; with synchronous=False MLflow writes it in the background
+    and the returned operation's `wait()` blocks until it is stored."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    client.log_batch(run_id, metrics=batch)
+    return client.log_batch(run_id, metrics=batch, synchronous=synchronous)
 
 
 def log_bytes(client, run_id: str, data: bytes, path: str) -> None:
@@ -271,11 +273,17 @@ class SearchRun:
 
 
 class EpochLogger:
-    """Keras callback body: one `log_batch` per epoch with every metric."""
+    """Keras callback body: one `log_batch` per epoch with every metric, written
+    in the background so training does not wait for the store; `flush()` waits."""
 
     def __init__(self, client, run_id: str):
         self.client, self.run_id = client, run_id
         self.history: dict[str, list[float]] = {}
+        self.pending: list = []
+
+    def flush(self) -> None:
+        while self.pending:
+            self.pending.pop(0).wait()
 
     def callback(self):
         import keras
@@ -287,7 +295,9 @@ class EpochLogger:
                 logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
                 for key, value in logs.items():
                     logger.history.setdefault(key, []).append(value)
-                log_metrics(logger.client, logger.run_id, logs, step=epoch)
+                operation = log_metrics(logger.client, logger.run_id, logs, step=epoch, synchronous=False)
+                if operation is not None:
+                    logger.pending.append(operation)
 
         return _Callback()
 
@@ -323,7 +333,10 @@ class TrialRun:
         import mlflow
         from mlflow.models import infer_signature
 
-        output = model.predict(input_example, verbose=0)
+        import keras
+
+        # A direct call: predict() would trace one more graph for five rows.
+        output = keras.ops.convert_to_numpy(model(input_example, training=False))
         signature = infer_signature(input_example, output)
         if isinstance(output, dict):
             self._log_multi_head_model(model, input_example, signature)
@@ -363,9 +376,14 @@ class TrialRun:
             self.client.log_artifacts(self.run_id, path, "model")
 
     def finish(self) -> None:
+        self.epochs.flush()
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
+        try:
+            self.epochs.flush()
+        except Exception:  # the failure being recorded matters more than a lost epoch metric
+            pass
         self.client.set_tag(self.run_id, FAILURE, reason[:5000])
         self.client.set_terminated(self.run_id, status)
 

@@ -14,6 +14,7 @@ import math
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab import plots, predictions, training
 from sweeplab.tracking import SearchRun, TrialRun, short_reason
@@ -52,11 +53,14 @@ class TrackedTrials:
         self.log_models = log_models
         self._trial_run: TrialRun | None = None
         self._model = None
+        self._best: BestEpochInMemory | None = None
+        self._eval_sets: dict = {}  # tf.data val/test pipelines, built once
         super().__init__(*args, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
         self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values)
+        self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
             self._check_finite(histories)
@@ -71,7 +75,18 @@ class TrackedTrials:
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Added here, after Keras Tuner deep-copies the search's callbacks.
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), self._trial_run.epochs.callback()]
+        if self.hypermodel.cfg.trainer.best_weights == "memory":
+            kwargs["callbacks"] = [self._in_memory(c) for c in kwargs["callbacks"]]
         return super()._build_and_fit_model(trial, *args, **kwargs)
+
+    def _in_memory(self, callback):
+        """Keras Tuner's per-improvement checkpoint writer -> one that keeps the
+        best weights in memory (the same instance across a trial's executions)."""
+        if type(callback) is not SaveBestEpoch:
+            return callback
+        if self._best is None:
+            self._best = BestEpochInMemory(callback.objective, callback.filepath)
+        return self._best
 
     def _try_build(self, hp):
         self._model = super()._try_build(hp)
@@ -87,12 +102,21 @@ class TrackedTrials:
     def _record(self, trial) -> None:
         """Best epoch's weights -> final val/test metrics, curves, summary, predictions, model."""
         model, run, data = self._model, self._trial_run, self.dataset
-        # Keras Tuner checkpointed the best epoch; the logged model is that one.
-        model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+        # The logged model is the best epoch's; Keras Tuner's checkpoint holds it too.
+        if self._best is not None and self._best.weights is not None:
+            self._best.restore_and_write(model)
+        else:
+            model.load_weights(self._get_checkpoint_fname(trial.trial_id))
         metrics = {"epochs_trained": len(run.epochs.history.get("loss", []))}
+        trainer = self.hypermodel.cfg.trainer
         for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
             split = getattr(data, split_name)
-            scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
+            if trainer.tf_data:
+                if split_name not in self._eval_sets:
+                    self._eval_sets[split_name] = training.eval_data(split, trainer)
+                scores = model.evaluate(self._eval_sets[split_name], verbose=0, return_dict=True)
+            else:
+                scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
             metrics.update({prefix + k: v for k, v in scores.items()})
         metrics["param_count"] = model.count_params()
         run.log_results(metrics)
@@ -107,6 +131,21 @@ class TrackedTrials:
         run.log_bytes(predictions.to_bytes(predictions.collect(model, data)), predictions.ARTIFACT)
         if self.log_models:
             run.log_model(model, data.test.take(5).x)
+
+
+class BestEpochInMemory(SaveBestEpoch):
+    """Keeps the best epoch's weights in memory instead of writing Keras Tuner's
+    checkpoint at every improving epoch; the file is written once, at the end."""
+
+    weights = None
+
+    def _save_model(self):
+        self.weights = self.model.get_weights()
+
+    def restore_and_write(self, model) -> None:
+        model.set_weights(self.weights)
+        # Keras Tuner's load_model / get_best_models read this file.
+        model.save_weights(self.filepath)
 
 
 def make_tuner(cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str):
@@ -141,12 +180,19 @@ def make_tuner(cfg, hypermodel, search_run: SearchRun, dataset, directory: str, 
 
 def search(tuner, cfg, dataset) -> None:
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.trainer.tf_data:
+        train, val = training.fit_data(dataset, cfg.trainer, cfg.seed)
+        data = dict(x=train, validation_data=val)
+    else:
+        data = dict(
+            x=dataset.train.x,
+            y=dataset.train.y,
+            validation_data=(dataset.val.x, dataset.val.y),
+            batch_size=cfg.trainer.batch_size,
+        )
     tuner.search(
-        dataset.train.x,
-        dataset.train.y,
-        validation_data=(dataset.val.x, dataset.val.y),
+        **data,
         epochs=cfg.trainer.epochs,
-        batch_size=cfg.trainer.batch_size,
         callbacks=training.callbacks(cfg.trainer),
         verbose=cfg.trainer.verbose,
     )

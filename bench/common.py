@@ -1,0 +1,216 @@
+"""Shared helpers for the benchmarks: configs, clocks, the alternating runner, tables.
+
+Every arm of a comparison runs in its own fresh process (no TensorFlow or
+Keras state carries over), the arms alternate in ABBA order within one
+invocation so that a machine getting busier or quieter hits every arm alike,
+and the scripts report ratios between arms measured side by side.
+Timings start after the imports (TensorFlow, Keras Tuner, MLflow) and after
+the one-off creation of the MLflow store's schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# --- configs ------------------------------------------------------------------
+
+
+def compose(overrides: list[str]):
+    """A real composed config from conf/, as `python -m sweeplab` would build it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def temp_store(tmp: Path, experiment: str = "bench") -> list[str]:
+    """Overrides that track into a fresh SQLite store under `tmp`, created now
+    (its schema migration is a one-off cost per store, not per sweep)."""
+    from sweeplab import tracking
+    from sweeplab.schema import TrackingConfig
+
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    tracking.connect(TrackingConfig(uri=uri, experiment=experiment))
+    return [f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"state_dir={tmp / 'state'}"]
+
+
+def heavy_imports() -> None:
+    """Import what every arm needs before any clock starts."""
+    import keras  # noqa: F401
+    import keras_tuner  # noqa: F401
+    import mlflow  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
+# --- clocks -------------------------------------------------------------------
+
+
+class Clock:
+    """Seconds spent inside wrapped functions, by bucket; nested calls count once."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._depth = 0
+
+    def wrap(self, owner, name: str, bucket: str) -> None:
+        original = getattr(owner, name)
+        clock = self
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            if clock._depth:
+                return original(*args, **kwargs)
+            clock._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                clock._depth -= 1
+                clock.seconds[bucket] = clock.seconds.get(bucket, 0.0) + time.perf_counter() - start
+                clock.calls[bucket] = clock.calls.get(bucket, 0) + 1
+
+        setattr(owner, name, timed)
+
+    def get(self, bucket: str) -> float:
+        return self.seconds.get(bucket, 0.0)
+
+
+def clock_fit_and_tracking() -> Clock:
+    """Time spent in Keras `fit` and in tracking (MLflow calls, model files, figures)."""
+    import keras
+    from mlflow import MlflowClient
+
+    from sweeplab import plots, tracking
+
+    clock = Clock()
+    clock.wrap(keras.Model, "fit", "fit")
+    for name in (
+        "create_run", "log_batch", "log_text", "log_figure", "log_artifact", "log_artifacts",
+        "set_terminated", "set_tag", "update_run", "search_runs", "get_metric_history",
+    ):
+        clock.wrap(MlflowClient, name, "tracking")
+    clock.wrap(tracking.TrialRun, "log_model", "tracking")
+    for name in ("learning_curves", "search_progress"):
+        clock.wrap(plots, name, "tracking")
+    return clock
+
+
+# --- the alternating runner ---------------------------------------------------
+
+
+def abba(arms: list[str], repeats: int) -> list[str]:
+    """A B C, C B A, A B C, ...: every arm sits early and late equally often."""
+    order = []
+    for r in range(repeats):
+        order += arms if r % 2 == 0 else arms[::-1]
+    return order
+
+
+def run_arm(script: str, arm: str, args: list[str]) -> dict:
+    """Run one arm in a fresh process; it writes its result as JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, script, "--worker", arm, "--result", str(out), "--tmp", tmp, *args]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0 or not out.exists():
+            tail = "\n".join(proc.stdout.splitlines()[-25:])
+            raise RuntimeError(f"arm {arm!r} failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(out.read_text())
+
+
+def alternate(script: str, arms: list[str], repeats: int, args: list[str]) -> dict[str, list[dict]]:
+    """Every arm `repeats` times, alternating; results by arm."""
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for i, arm in enumerate(abba(arms, repeats), 1):
+        print(f"  [{i}/{len(arms) * repeats}] {arm} ...", end="", flush=True)
+        start = time.perf_counter()
+        results[arm].append(run_arm(script, arm, args))
+        print(f" {time.perf_counter() - start:.0f} s", flush=True)
+    return results
+
+
+def worker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
+
+
+def finish_worker(args, result: dict) -> None:
+    Path(args.result).write_text(json.dumps(result))
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence a search's own printing (leaderboards, Keras Tuner banners)."""
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
+
+
+def forward(args, names: list[str]) -> list[str]:
+    """The given options as command-line arguments for a worker."""
+    out = []
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    return out
+
+
+# --- reporting ----------------------------------------------------------------
+
+
+def mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    try:
+        load = "load %.1f" % os.getloadavg()[0]
+    except OSError:
+        load = "load n/a"
+    return f"{platform.processor() or platform.machine()}, {cores} cores, {load}, Python {platform.python_version()}"
+
+
+def header(title: str, detail: str) -> None:
+    print(f"\n== {title} ==\n{detail}\nmachine: {machine()}", flush=True)

@@ -1,0 +1,195 @@
+"""Search quality at an equal trial budget: sweeplab's tuners (random,
+Bayesian, Hyperband) vs Optuna's TPE over the same space, a few seeds.
+
+Every arm trains with sweeplab's own training path (same model code, same
+compile, same tf.data feed, early stopping), so only the search algorithm
+differs. Optuna lives in the bench-only extra (`pip install -e '.[bench]'`);
+without it the TPE arm is skipped with a message. Optuna uses in-memory
+storage (see DESIGN.md, Known traps).
+
+Reported per arm, averaged over seeds: best validation accuracy, test
+accuracy of that best trial, trials run, search wall time, and the time until
+a trial first reached the target validation accuracy.
+Hyperband's budget is epochs, not trials: it gets max_epochs = --epochs and
+runs as many trials as its brackets hold (shown in the table).
+
+    python bench/quality.py                               # 20 trials, seeds 1,2,3
+    python bench/quality.py --trials 4 --epochs 5 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+ARMS = ["random", "bayesian", "hyperband", "optuna-tpe"]
+
+
+def base_overrides(args, seed: int) -> list[str]:
+    return [f"tuner.max_trials={args.trials}", f"tuner.seed={seed}", f"trainer.epochs={args.epochs}", "trainer.verbose=0"]
+
+
+def time_to_target(events: list[tuple[float, float]], target: float) -> float | None:
+    """events: (seconds since the search started, val accuracy) per finished trial."""
+    for seconds, score in sorted(events):
+        if score is not None and score >= target:
+            return seconds
+    return None
+
+
+def sweeplab_arm(args, kind: str, seed: int) -> dict:
+    from mlflow import MlflowClient
+
+    from sweeplab import app
+
+    store = common.temp_store(Path(args.tmp))
+    ov = [f"tuner={kind}", *base_overrides(args, seed), *store, "leaderboard_rows=1", "tracking.log_models=false"]
+    if kind == "hyperband":
+        ov.append(f"tuner.max_epochs={args.epochs}")
+    start_wall = time.time()
+    start = time.perf_counter()
+    with common.quiet():
+        result = app.run(common.compose(ov), overrides=ov)
+    wall = time.perf_counter() - start
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    trials = client.search_runs(
+        [result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'"
+    )
+    events = [((t.info.end_time or 0) / 1000 - start_wall, t.data.metrics.get("final_val_accuracy")) for t in trials]
+    best = client.get_run(result.best_run_id)
+    return dict(best_val=result.best_score, test=best.data.metrics.get("test_accuracy"), trials=result.finished,
+                wall=wall, to_target=time_to_target(events, args.target))
+
+
+def optuna_arm(args, seed: int) -> dict:
+    try:
+        import optuna
+    except ImportError:
+        return dict(skipped="optuna is not installed (pip install -e '.[bench]' or make bench)")
+    import keras
+    import keras_tuner as kt
+
+    from sweeplab import data as data_module
+    from sweeplab import training
+    from sweeplab.models import get_family
+    from sweeplab.schema import validate
+    from sweeplab.tuning import BestEpochInMemory
+
+    cfg = validate(common.compose(base_overrides(args, seed)))
+    dataset = data_module.load(cfg.data, cfg.seed)
+    family = get_family(cfg.family)
+    train, val = training.fit_data(dataset, cfg.trainer, cfg.seed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best = {"val": None, "test": None}
+    events = []
+
+    def suggest(trial) -> dict:
+        values = dict(cfg.space.rule_defaults)
+        for name, spec in cfg.space.hyperparameters.items():
+            if spec.is_fixed:
+                values[name] = spec.fixed
+            elif spec.type == "int":
+                values[name] = trial.suggest_int(name, int(spec.min), int(spec.max), step=int(spec.step or 1),
+                                                 log=spec.sampling == "log")
+            elif spec.type == "float":
+                log = spec.sampling == "log"
+                values[name] = trial.suggest_float(name, spec.min, spec.max, step=None if log else spec.step, log=log)
+            elif spec.type == "choice":
+                values[name] = trial.suggest_categorical(name, list(spec.values))
+            else:
+                values[name] = trial.suggest_categorical(name, [True, False])
+        return values
+
+    def objective(trial) -> float:
+        keras.backend.clear_session()
+        values = suggest(trial)
+        model = family.build(values, dataset, cfg.model)
+        training.compile_model(model, values, dataset, cfg.trainer)
+        keeper = BestEpochInMemory(kt.Objective("val_accuracy", "max"), filepath=None)
+        model.fit(train, validation_data=val, epochs=args.epochs, verbose=0,
+                  callbacks=[*training.callbacks(cfg.trainer), keeper])
+        model.set_weights(keeper.weights)
+        score = keeper.best_value
+        events.append((time.perf_counter() - start, score))
+        if best["val"] is None or score > best["val"]:
+            best["val"] = score
+            best["test"] = model.evaluate(dataset.test.x, dataset.test.y, verbose=0, return_dict=True)["accuracy"]
+        return score
+
+    keras.utils.set_random_seed(cfg.seed)
+    start = time.perf_counter()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=args.trials)
+    wall = time.perf_counter() - start
+    return dict(best_val=best["val"], test=best["test"], trials=len(study.trials), wall=wall,
+                to_target=time_to_target(events, args.target))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--target", type=float, default=0.97, help="validation accuracy for time-to-target")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {ARMS}")
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    common.worker_args(parser)
+    args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
+
+    if args.worker:
+        common.heavy_imports()
+        if args.worker == "optuna-tpe":
+            result = optuna_arm(args, args.seed)
+        else:
+            result = sweeplab_arm(args, args.worker, args.seed)
+        common.finish_worker(args, result)
+        return
+
+    arms = args.arms.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    common.header(
+        "search quality",
+        f"mlp on digits, {args.trials} trials x up to {args.epochs} epochs, seeds {seeds}, "
+        f"target val acc {args.target}; arms alternate within each seed",
+    )
+    forward = common.forward(args, ["trials", "epochs", "target"])
+    results: dict[str, list[dict]] = {arm: [] for arm in arms}
+    for i, seed in enumerate(seeds):
+        for arm, runs in common.alternate(__file__, arms if i % 2 == 0 else arms[::-1], 1,
+                                          [*forward, "--seed", str(seed)]).items():
+            results[arm] += runs
+
+    rows, summary = [], {}
+    for arm in arms:
+        runs = [r for r in results[arm] if "skipped" not in r]
+        if not runs:
+            print(f"{arm}: skipped: {results[arm][0]['skipped']}")
+            continue
+        reached = [r["to_target"] for r in runs if r["to_target"] is not None]
+        s = summary[arm] = dict(
+            best_val=common.mean(r["best_val"] for r in runs), test=common.mean(r["test"] for r in runs),
+            trials=common.mean(r["trials"] for r in runs), wall=common.mean(r["wall"] for r in runs),
+            to_target=common.mean(reached), reached=f"{len(reached)}/{len(runs)}",
+        )
+        rows.append([arm, s["trials"], s["best_val"], s["test"], s["wall"], s["to_target"], s["reached"]])
+    print()
+    print(common.table(["arm", "trials", "best val acc", "test acc", "wall s", "s to target", "seeds reaching"], rows))
+    ref = summary.get("optuna-tpe")
+    if ref:
+        parts = [
+            f"{arm}/optuna-tpe: val {s['best_val'] / ref['best_val']:.3f}, test {s['test'] / ref['test']:.3f}, "
+            f"wall {s['wall'] / ref['wall']:.2f}"
+            for arm, s in summary.items() if arm != "optuna-tpe"
+        ]
+        print("ratios: " + "; ".join(parts))
+    else:
+        print("ratios: n/a (no optuna-tpe arm to compare with)")
+
+
+if __name__ == "__main__":
+    main()
