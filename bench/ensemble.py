@@ -1,10 +1,6 @@
 """Ensemble gain: test accuracy of the weighted ensemble vs the best single
-trial, on the default sweep.
-
-TODO(ensemble): `sweeplab.ensemble` is being written on another branch. Once
-it is merged, fill in `measure()` with its real entry point; until then this
-script prints "skipped: no ensemble module" (and exits 0) so `make bench`
-still runs every other table.
+trial, on the default sweep (its three families, one search each, then one
+ensemble across them, as `make sweep` does).
 
     python bench/ensemble.py
     python bench/ensemble.py --args "tuner.max_trials=4 trainer.epochs=5"
@@ -13,7 +9,6 @@ still runs every other table.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 import tempfile
@@ -23,29 +18,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+FAMILIES = ("mlp", "inception", "residual")
+
 
 def measure(extra: list[str]) -> dict:
-    """Run the default sweep into a temp store, then the ensemble over its experiment."""
+    """Run the default sweep's searches into a temp store, then one ensemble across them."""
     from mlflow import MlflowClient
 
-    from sweeplab import app
-    from sweeplab import ensemble  # noqa: F401  (the hook below)
+    from sweeplab import app, ensemble
+    from sweeplab.schema import validate
 
     with tempfile.TemporaryDirectory() as tmp:
-        ov = ["sweep=default", *common.temp_store(Path(tmp)), "leaderboard_rows=1", *extra]
         start = time.perf_counter()
-        with common.quiet():
-            result = app.run(common.compose(ov), overrides=ov)
-        wall = time.perf_counter() - start
+        for family in FAMILIES:
+            ov = ["sweep=default", f"model={family}", *common.temp_store(Path(tmp)), "leaderboard_rows=1", *extra]
+            with common.quiet():
+                result = app.run(common.compose(ov), overrides=ov, build_ensemble=False)
         client = MlflowClient(tracking_uri=result.tracking_uri)
-        best_test = client.get_run(result.best_run_id).data.metrics.get("test_accuracy")
-        # TODO(ensemble): read the ensemble run's test accuracy here, e.g. the run
-        # tagged sweeplab.role=ensemble that the sweep (or ensemble's entry point) logs:
-        runs = client.search_runs([result.experiment_id], filter_string="tags.`sweeplab.role` = 'ensemble'")
-        if not runs:
-            raise RuntimeError("no run tagged sweeplab.role=ensemble: hook sweeplab.ensemble's entry point in here")
-        ensemble_test = runs[0].data.metrics.get("test_accuracy")
-        return dict(best=best_test, ensemble=ensemble_test, wall=wall)
+        with common.quiet():
+            built = ensemble.build_for_search(validate(common.compose(ov)), client, result.experiment_id)
+        wall = time.perf_counter() - start
+        metrics = client.get_run(built.run_id).data.metrics
+        return dict(
+            best=metrics["best_member_test_accuracy"], ensemble=metrics["ensemble_test_accuracy"], wall=wall
+        )
 
 
 def main() -> None:
@@ -56,18 +52,12 @@ def main() -> None:
     args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
     common.header("ensemble gain", "default sweep; weighted-average ensemble vs best single trial, test accuracy")
     sys.path.insert(0, str(common.ROOT / "src"))
-    if importlib.util.find_spec("sweeplab.ensemble") is None:
-        print("skipped: no ensemble module")
-        return
-    try:
-        extra = shlex.split(args.args)
-        extra += [f"tuner.max_trials={args.trials}"] if args.trials else []
-        extra += [f"trainer.epochs={args.epochs}"] if args.epochs else []
-        r = measure(extra)
-    except Exception as err:  # the hook is not wired to the real module yet
-        print(f"skipped: ensemble hook not wired ({type(err).__name__}: {err})")
-        return
+    extra = shlex.split(args.args)
+    extra += [f"tuner.max_trials={args.trials}"] if args.trials else []
+    extra += [f"trainer.epochs={args.epochs}"] if args.epochs else []
+    r = measure(extra)
     print(common.table(["model", "test acc"], [["best single trial", r["best"]], ["ensemble", r["ensemble"]]]))
+    print(f"sweep and ensemble: {r['wall']:.1f} s")
     print(f"ratios: test acc ensemble/best = {r['ensemble'] / r['best']:.4f}")
 
 
