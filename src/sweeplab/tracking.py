@@ -336,7 +336,7 @@ class TrialRun:
         import keras
 
         # A direct call: predict() would trace one more graph for five rows.
-        output = keras.ops.convert_to_numpy(model(input_example, training=False))
+        output = keras.tree.map_structure(keras.ops.convert_to_numpy, model(input_example, training=False))
         signature = infer_signature(input_example, output)
         if isinstance(output, dict):
             self._log_multi_head_model(model, input_example, signature)
