@@ -75,6 +75,7 @@ def main() -> int:
             f"trainer.epochs={args.epochs}",
             "trainer.verbose=0",
             "leaderboard_rows=3",
+            "ensemble=none",
         ]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)

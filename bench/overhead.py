@@ -95,7 +95,8 @@ def sweeplab(args, slow: bool = False) -> dict:
     from sweeplab import app
 
     store = common.temp_store(Path(args.tmp))
-    ov = [*overrides(args), *store, "leaderboard_rows=1", *(SLOW if slow else [])]
+    # The bare arm builds no ensemble either.
+    ov = [*overrides(args), *store, "leaderboard_rows=1", "ensemble=none", *(SLOW if slow else [])]
     cfg = common.compose(ov)
     clock = common.clock_fit_and_tracking()
     start = time.perf_counter()

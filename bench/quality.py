@@ -48,7 +48,7 @@ def sweeplab_arm(args, kind: str, seed: int) -> dict:
     from sweeplab import app
 
     store = common.temp_store(Path(args.tmp))
-    ov = [f"tuner={kind}", *base_overrides(args, seed), *store, "leaderboard_rows=1", "tracking.log_models=false"]
+    ov = [f"tuner={kind}", *base_overrides(args, seed), *store, "leaderboard_rows=1", "tracking.log_models=false", "ensemble=none"]
     if kind == "hyperband":
         ov.append(f"tuner.max_epochs={args.epochs}")
     start_wall = time.time()

@@ -42,7 +42,7 @@ def search_worker(args) -> dict:
 
     ov = [
         "tuner=random", f"tuner.max_trials={args.trials}", f"tuner.seed={args.tuner_seed}",
-        f"trainer.epochs={args.epochs}", "trainer.verbose=0", "leaderboard_rows=1",
+        f"trainer.epochs={args.epochs}", "trainer.verbose=0", "leaderboard_rows=1", "ensemble=none",
         f"tracking.uri={args.uri}", "tracking.experiment=bench-scale", f"state_dir={args.tmp}/state",
     ]
     cfg = common.compose(ov)
