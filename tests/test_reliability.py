@@ -187,6 +187,18 @@ def test_unreachable_tracking_uri_fails_fast_naming_it_without_password(store, m
     assert "s3cret" not in str(info.value)
 
 
+def test_commands_over_an_unreachable_store_fail_fast_naming_it():
+    """`python -m sweeplab.report` / `.ensemble` open the store the same way as a search."""
+    from sweeplab.tracking import open_experiment
+
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as info:
+        open_experiment("http://carol:hunter2@127.0.0.1:9", "sweeplab-default")
+    assert time.monotonic() - started < 15  # MLflow's own retries would take about 4 minutes
+    assert "http://carol:***@127.0.0.1:9" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
 @pytest.mark.slow
 def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
     """A real 'database is locked': another connection holds SQLite's write lock

@@ -117,7 +117,7 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
         search_run.end(status)
 
     maximize = cfg.tuner.direction.value == "max"
-    runs = report.rank(report.trial_runs(client, experiment_id, parent_id), cfg.tuner.objective, maximize)
+    runs = report.rank(tracking.trial_runs(client, experiment_id, parent_id), cfg.tuner.objective, maximize)
     failures = tuning.trial_failures(tuner)
     scores = tuning.trial_scores(tuner)
     figure = plots.search_progress(scores, cfg.tuner.objective, maximize, project)
@@ -176,7 +176,7 @@ def finish_experiment(cfg: AppConfig) -> None:
 
     client, uri, experiment_id = tracking.connect(cfg.tracking)
     maximize = cfg.tuner.direction.value == "max"
-    runs = report.rank(report.trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
+    runs = report.rank(tracking.trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
     print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
     print(report.leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
     if cfg.ensemble.enabled:

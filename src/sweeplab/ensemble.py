@@ -68,7 +68,7 @@ class EnsembleResult:
     registered: str | None  # "name version N"
 
     def describe(self) -> str:
-        name = self.objective[len("val_") :] if self.objective.startswith("val_") else self.objective
+        name = self.objective.removeprefix("val_")
         lines = [f"Ensemble (MLflow run {self.run_id}; model {self.model_uri})"]
         lines += [f"  {m.weight:.3f}  {m.label}  ({m.run_id})" for m in self.members]
         lines.append(
@@ -84,9 +84,9 @@ class EnsembleResult:
 def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, filters: Filters) -> list:
     """Finished trial runs passing `filters`, best first by the objective."""
     from sweeplab import report
-    from sweeplab.tracking import FAMILY
+    from sweeplab.tracking import FAMILY, trial_runs
 
-    runs = report.trial_runs(client, experiment_id, filters.search_run_id)
+    runs = trial_runs(client, experiment_id, filters.search_run_id)
     runs = [
         r
         for r in runs
@@ -148,7 +148,7 @@ def build(
     registered_model: str | None = None,
 ) -> EnsembleResult:
     """Choose, log and (if named) register an ensemble; nothing is logged on error."""
-    from sweeplab import selection
+    from sweeplab import selection, tracking
 
     filters = filters or Filters()
     if top_k < 1:
@@ -188,7 +188,7 @@ def build(
         alone = [float(i == chosen.best_member) for i in range(len(saved))]
         best_test = selection.evaluate(selection.average(test_outputs, alone), test_targets)
         members = [
-            Member(r.info.run_id, r.info.run_name, r.data.tags.get("sweeplab.family", ""), float(w))
+            Member(r.info.run_id, r.info.run_name, r.data.tags.get(tracking.FAMILY, ""), float(w))
             for r, w in zip(runs, chosen.weights)
         ]
         best = members[chosen.best_member]
@@ -303,15 +303,18 @@ def build_for_search(cfg, client, experiment_id: str) -> EnsembleResult:
     )
 
 
-def objective_of(client, experiment_id: str) -> tuple[str, str]:
-    """The objective and direction of the experiment's latest search (defaults if none)."""
+def objective_of(args, client, experiment_id: str) -> tuple[str, bool]:
+    """(objective, maximize): the command's --objective/--direction, else those of
+    the experiment's latest search, else the defaults."""
     from sweeplab.tracking import ROLE
 
     runs = client.search_runs(
         [experiment_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
     )
     params = runs[0].data.params if runs else {}
-    return params.get("tuner.objective", DEFAULT_OBJECTIVE), params.get("tuner.direction", DEFAULT_DIRECTION)
+    objective = args.objective or params.get("tuner.objective", DEFAULT_OBJECTIVE)
+    direction = args.direction or params.get("tuner.direction", DEFAULT_DIRECTION)
+    return objective, direction == "max"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -349,12 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         from sweeplab.tracking import open_experiment
 
         client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
-        objective, direction = objective_of(client, experiment_id)
+        objective, maximize = objective_of(args, client, experiment_id)
         result = build(
             client,
             experiment_id,
-            objective=args.objective or objective,
-            maximize=(args.direction or direction) == "max",
+            objective=objective,
+            maximize=maximize,
             top_k=args.top_k,
             method=args.method,
             max_steps=args.max_steps,

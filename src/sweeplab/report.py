@@ -12,19 +12,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweeplab.tracking import FAMILY, PARENT, ROLE
+from sweeplab.tracking import FAMILY, PARENT, ROLE, trial_runs
 
 
-def trial_runs(client, experiment_id: str, parent_run_id: str | None = None, status: str = "FINISHED") -> list:
-    query = f"tags.`{ROLE}` = 'trial' and attributes.status = '{status}'"
-    if parent_run_id:
-        query += f" and tags.`{PARENT}` = '{parent_run_id}'"
-    return client.search_runs([experiment_id], filter_string=query, max_results=5000)
+def metric_key(objective: str) -> str:
+    """The trial metric that ranks by `objective`: its final value on the validation split."""
+    return f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
 
 
 def rank(runs: list, objective: str, maximize: bool) -> list:
     """Runs ordered best first by their final value of the objective."""
-    key = f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
+    key = metric_key(objective)
     scored = [r for r in runs if key in r.data.metrics]
     return sorted(scored, key=lambda r: r.data.metrics[key], reverse=maximize)
 
@@ -134,10 +132,6 @@ def _cell(value) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.4f}"
 
 
-def metric_key(objective: str) -> str:
-    return f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
-
-
 def figures(runs: list, objective: str, maximize: bool) -> dict:
     """{artifact file name: figure}: best-so-far per search, objective by family, hyperparameters."""
     from sweeplab import plots
@@ -162,7 +156,7 @@ def figures(runs: list, objective: str, maximize: bool) -> dict:
 
 def ensembles(client, experiment_id: str, objective: str) -> str:
     """A line per ensemble run: members and ensemble vs best member on test."""
-    name = objective[len("val_") :] if objective.startswith("val_") else objective
+    name = objective.removeprefix("val_")
     runs = client.search_runs(
         [experiment_id], f"tags.`{ROLE}` = 'ensemble' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=20,
@@ -205,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         from sweeplab.tracking import open_experiment
 
         client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
-        objective, direction = objective_of(client, experiment_id)
-        objective, maximize = args.objective or objective, (args.direction or direction) == "max"
+        objective, maximize = objective_of(args, client, experiment_id)
         runs = [r for r in trial_runs(client, experiment_id) if not args.family or r.data.tags.get(FAMILY) in args.family]
         ranked = rank(runs, objective, maximize)
         print(leaderboard(ranked, objective, args.rows))

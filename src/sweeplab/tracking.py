@@ -6,6 +6,7 @@ Everything goes through `MlflowClient` with explicit run ids, so no global
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -86,22 +87,16 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
         db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = RetryingClient(MlflowClient(tracking_uri=uri))
-    try:
-        with _fast_http():
-            experiment = client.raw.get_experiment_by_name(tracking.experiment)
-        if experiment is None:
-            location = tracking.artifact_location or default_artifact_location(uri)
-            try:
-                experiment_id = client.create_experiment(tracking.experiment, artifact_location=location)
-            except MlflowException:
-                # Another job created it between our lookup and create.
-                experiment_id = client.get_experiment_by_name(tracking.experiment).experiment_id
-        else:
-            experiment_id = experiment.experiment_id
-    except Exception as err:  # unreachable server, bad database URL, permissions
-        raise TrackingError(
-            f"tracking.uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}"
-        ) from None
+    experiment = _get_experiment(client.raw, tracking.experiment, uri)
+    if experiment is not None:
+        return client, uri, experiment.experiment_id
+    location = tracking.artifact_location or default_artifact_location(uri)
+    with _store_errors(uri):
+        try:
+            experiment_id = client.create_experiment(tracking.experiment, artifact_location=location)
+        except MlflowException:
+            # Another job created it between our lookup and create.
+            experiment_id = client.get_experiment_by_name(tracking.experiment).experiment_id
     return client, uri, experiment_id
 
 
@@ -114,14 +109,28 @@ def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, st
     if db is not None and not db.exists():
         raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; run a sweep first or pass --tracking-uri")
     client = MlflowClient(tracking_uri=uri)
-    try:
-        experiment = client.get_experiment_by_name(name)
-    except Exception as err:
-        raise TrackingError(f"tracking uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}") from None
+    experiment = _get_experiment(client, name, uri)
     if experiment is None:
         known = [e.name for e in client.search_experiments()]
         raise TrackingError(f"experiment: got {name!r}; expected one of {known} (in {display_uri(uri)})")
     return client, uri, experiment.experiment_id
+
+
+def _get_experiment(client, name: str, uri: str):
+    """The experiment, or None; the store's first request, so a wrong URI fails in seconds."""
+    with _store_errors(uri), _fast_http():
+        return client.get_experiment_by_name(name)
+
+
+@contextlib.contextmanager
+def _store_errors(uri: str):
+    """Any store failure (unreachable server, bad database URL, permissions) as a TrackingError naming the URI."""
+    try:
+        yield
+    except Exception as err:
+        raise TrackingError(
+            f"tracking.uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}"
+        ) from None
 
 
 class _fast_http:
@@ -223,6 +232,14 @@ def log_bytes(client, run_id: str, data: bytes, path: str) -> None:
         client.log_artifact(run_id, local, folder or None)
 
 
+def trial_runs(client, experiment_id: str, parent_run_id: str | None = None, status: str = "FINISHED") -> list:
+    """An experiment's trial runs with `status`, optionally of one search only."""
+    query = f"tags.`{ROLE}` = 'trial' and attributes.status = '{status}'"
+    if parent_run_id:
+        query += f" and tags.`{PARENT}` = '{parent_run_id}'"
+    return client.search_runs([experiment_id], filter_string=query, max_results=5000)
+
+
 class SearchRun:
     """The parent run of one search; reused when the same search resumes."""
 
@@ -258,15 +275,9 @@ class SearchRun:
 
     def mark_interrupted_trials(self) -> None:
         """Trial runs left RUNNING by a crash are FAILED; Keras Tuner retries those trials."""
-        for run in self.trial_runs(status="RUNNING"):
+        for run in trial_runs(self.client, self.experiment_id, self.run_id, status="RUNNING"):
             self.client.set_tag(run.info.run_id, FAILURE, "interrupted (the search stopped during this trial)")
             self.client.set_terminated(run.info.run_id, "FAILED")
-
-    def trial_runs(self, status: str | None = None) -> list:
-        query = f"tags.`{PARENT}` = '{self.run_id}'"
-        if status:
-            query += f" and attributes.status = '{status}'"
-        return self.client.search_runs([self.experiment_id], filter_string=query, max_results=5000)
 
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
