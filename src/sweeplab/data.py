@@ -173,21 +173,19 @@ def _load_mnist(cfg):
     """MNIST from a local `mnist.npz` (Keras' format); Keras downloads it only when allowed."""
     path = Path(cfg.path or "mnist.npz").expanduser()
     if not path.is_file():
+        where = (
+            f"put Keras' mnist.npz (keys x_train, y_train, x_test, y_test) at {str(path.resolve())!r} "
+            "or set data.path=<file>"
+        )
         if not cfg.download:
-            raise DataError(
-                f"data.path: MNIST file {str(path)!r} not found and data.download is false; "
-                f"put Keras' mnist.npz (keys x_train, y_train, x_test, y_test) at {str(path.resolve())!r} "
-                "or set data.path=<file>"
-            )
+            raise DataError(f"data.path: MNIST file {str(path)!r} not found and data.download is false; {where}")
         try:
             import keras
 
             (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
         except Exception as err:
             raise DataError(
-                f"data.path: MNIST file {str(path)!r} not found and the download failed ({type(err).__name__}); "
-                f"put Keras' mnist.npz (keys x_train, y_train, x_test, y_test) at {str(path.resolve())!r} "
-                "or set data.path=<file>"
+                f"data.path: MNIST file {str(path)!r} not found and the download failed ({type(err).__name__}); {where}"
             ) from None
         arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     else:

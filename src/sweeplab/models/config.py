@@ -1,11 +1,17 @@
-"""The config schema shared by single-head families: fixed settings plus `space`."""
+"""What the families share: the single-head config schema (fixed settings plus
+`space`) and the rules of hyperparameters several families read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
+from sweeplab.space import Number
 from sweeplab.vocabulary import OUTPUT_ACTIVATIONS
+
+DROPOUT = Number(float, low=0.0, high=1.0, high_exclusive=True, default=0.0)
+# None: the learning rate comes from the family's or the trainer's settings.
+LEARNING_RATE = Number(float, low=0.0, low_exclusive=True, default=None)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweeplab.models.config import SingleHeadConfig
+from sweeplab.models.config import DROPOUT, LEARNING_RATE, SingleHeadConfig
 from sweeplab.space import Flag, Number, OneOf
 from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, INITIALIZERS
 
@@ -21,8 +21,8 @@ HYPERPARAMETERS = {
     "activation": OneOf(ACTIVATIONS, default="relu"),
     "initializer": OneOf(INITIALIZERS, default="glorot_uniform"),
     "batch_norm": OneOf(BATCH_NORM, default="none"),
-    "dropout": Number(float, low=0.0, high=1.0, high_exclusive=True, default=0.0),
-    "learning_rate": Number(float, low=0.0, low_exclusive=True, default=None),
+    "dropout": DROPOUT,
+    "learning_rate": LEARNING_RATE,
     "standardize_inputs": Flag(default=False),
 }
 

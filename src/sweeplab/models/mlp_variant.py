@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from sweeplab.models.config import LEARNING_RATE
 from sweeplab.space import Number
 from sweeplab.vocabulary import LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
 
@@ -73,7 +74,7 @@ class Config:
 # (sweeps/lab7_variants.yaml); conf/model/mlp_variant.yaml fixes it to model.variant.
 HYPERPARAMETERS = {
     "variant": Number(int, low=1, high=20, default=None),
-    "learning_rate": Number(float, low=0.0, low_exclusive=True, default=None),
+    "learning_rate": LEARNING_RATE,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from sweeplab.models.config import DROPOUT, LEARNING_RATE
 from sweeplab.space import Number, OneOf
 from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, LOSSES, METRICS, OUTPUT_ACTIVATIONS
 
@@ -52,8 +53,8 @@ HYPERPARAMETERS = {
     "units": Number(int, low=1, default=32),
     "activation": OneOf(ACTIVATIONS, default="relu"),
     "batch_norm": OneOf(BATCH_NORM, default="none"),
-    "dropout": Number(float, low=0.0, high=1.0, high_exclusive=True, default=0.0),
-    "learning_rate": Number(float, low=0.0, low_exclusive=True, default=None),
+    "dropout": DROPOUT,
+    "learning_rate": LEARNING_RATE,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweeplab.models.config import SingleHeadConfig
+from sweeplab.models.config import DROPOUT, LEARNING_RATE, SingleHeadConfig
 from sweeplab.space import Flag, Number, OneOf
 from sweeplab.vocabulary import ACTIVATIONS
 
@@ -29,8 +29,8 @@ HYPERPARAMETERS = {
     # Depthwise-separable convolutions (images only).
     "separable": Flag(default=False),
     "activation": OneOf(ACTIVATIONS, default="relu"),
-    "dropout": Number(float, low=0.0, high=1.0, high_exclusive=True, default=0.0),
-    "learning_rate": Number(float, low=0.0, low_exclusive=True, default=None),
+    "dropout": DROPOUT,
+    "learning_rate": LEARNING_RATE,
 }
 
 
