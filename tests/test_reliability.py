@@ -377,6 +377,42 @@ def test_overwrite_true_starts_a_fresh_search(store, make_config):
     assert len(runs_of(client, "search")) == 2
 
 
+def test_a_finished_trials_graphs_are_freed(store, make_config, monkeypatch):
+    """Memory stays flat across trials: nothing keeps an old trial's traced graphs
+    (TensorFlow's gradient registry did, about 7 MiB per trial; bench/memory.py)."""
+    import gc
+    import weakref
+
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    from sweeplab import tuning
+    from sweeplab.app import run
+
+    def live_graphs() -> weakref.WeakSet:
+        gc.collect()
+        return weakref.WeakSet(o for o in gc.get_objects() if isinstance(o, FuncGraph))
+
+    traced_by_trial: list[tuple[int, weakref.WeakSet]] = []
+    run_trial = tuning.TrackedTrials.run_trial
+
+    def observed(self, trial, *args, **kwargs):
+        before = set(live_graphs())
+        try:
+            return run_trial(self, trial, *args, **kwargs)
+        finally:
+            traced = set(live_graphs()) - before
+            traced_by_trial.append((len(traced), weakref.WeakSet(traced)))
+
+    monkeypatch.setattr(tuning.TrackedTrials, "run_trial", observed)
+    run(make_config([*store["overrides"], *TINY_FAST, *FIXED, "tuner=random", "tuner.max_trials=3"]))
+    assert len(traced_by_trial) == 3
+    traced_count, first_trials_graphs = traced_by_trial[0]
+    assert traced_count > 0
+    gc.collect()
+    still_alive = [g.name for g in first_trials_graphs]
+    assert not still_alive, f"trial 1's graphs outlived the search: {still_alive[:5]}"
+
+
 # ---------------------------------------------------------------- concurrent writers, multirun resume
 
 

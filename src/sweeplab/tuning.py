@@ -16,7 +16,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-from sweeplab import plots, predictions, training
+from sweeplab import graph_memory, plots, predictions, training
 from sweeplab.tracking import SearchRun, TrialRun, short_reason
 
 TUNERS = {
@@ -89,6 +89,9 @@ class TrackedTrials:
         return self._best
 
     def _try_build(self, hp):
+        # The last trial's model and graphs go before Keras Tuner clears the session.
+        self._model = None
+        graph_memory.release_traced_graphs()
         self._model = super()._try_build(hp)
         return self._model
 
