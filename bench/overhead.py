@@ -8,6 +8,9 @@ Arms (each a fresh process, alternating ABBA):
                  default per-epoch checkpointing, no MLflow.
   sweeplab       sweeplab.app.run on a composed config, full MLflow tracking
                  (child run per trial, epoch metrics, curves, summary, model).
+  sweeplab-2-workers  the same search with tuner.workers=2: two worker
+                 processes train the trials (fit and tracking time are theirs,
+                 so only wall time is reported for this arm).
   sweeplab-slow  the same with the fast trial path switched off
                  (steps_per_execution=1, tf_data=false, best_weights=checkpoint),
                  to show what that path buys.
@@ -29,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-ARMS = ["bare", "sweeplab", "sweeplab-slow"]
+ARMS = ["bare", "sweeplab", "sweeplab-2-workers", "sweeplab-slow"]
 SLOW = ["trainer.steps_per_execution=1", "trainer.tf_data=false", "trainer.best_weights=checkpoint"]
 
 
@@ -89,14 +92,15 @@ def bare(args) -> dict:
                 best_val=tuner.oracle.get_best_trials(1)[0].score, test=test)
 
 
-def sweeplab(args, slow: bool = False) -> dict:
+def sweeplab(args, slow: bool = False, workers: int = 1) -> dict:
     from mlflow import MlflowClient
 
     from sweeplab import app
 
     store = common.temp_store(Path(args.tmp))
     # The bare arm builds no ensemble either.
-    ov = [*overrides(args), *store, "leaderboard_rows=1", "ensemble=none", *(SLOW if slow else [])]
+    ov = [*overrides(args), *store, "leaderboard_rows=1", "ensemble=none", f"tuner.workers={workers}",
+          *(SLOW if slow else [])]
     cfg = common.compose(ov)
     clock = common.clock_fit_and_tracking()
     start = time.perf_counter()
@@ -104,7 +108,9 @@ def sweeplab(args, slow: bool = False) -> dict:
         result = app.run(cfg, overrides=ov)
     wall = time.perf_counter() - start
     best = MlflowClient(tracking_uri=result.tracking_uri).get_run(result.best_run_id)
-    return dict(wall=wall, fit=clock.get("fit"), tracking=clock.get("tracking"), trials=result.finished,
+    in_this_process = workers == 1
+    return dict(wall=wall, fit=clock.get("fit") if in_this_process else None,
+                tracking=clock.get("tracking") if in_this_process else None, trials=result.finished,
                 best_val=result.best_score, test=best.data.metrics.get("test_accuracy"))
 
 
@@ -120,7 +126,12 @@ def main() -> None:
 
     if args.worker:
         common.heavy_imports()
-        arm = {"bare": bare, "sweeplab": sweeplab, "sweeplab-slow": lambda a: sweeplab(a, slow=True)}[args.worker]
+        arm = {
+            "bare": bare,
+            "sweeplab": sweeplab,
+            "sweeplab-2-workers": lambda a: sweeplab(a, workers=2),
+            "sweeplab-slow": lambda a: sweeplab(a, slow=True),
+        }[args.worker]
         common.finish_worker(args, arm(args))
         return
 
@@ -159,6 +170,13 @@ def main() -> None:
             f"tracking share = {100 * b['tracking_share']:.1f}% (target < 2%); "
             f"overhead = {b['overhead_ms']:.0f} ms/trial (target < 100)"
         )
+        if "sweeplab-2-workers" in summary:
+            w = summary["sweeplab-2-workers"]
+            line += (
+                f"; wall sweeplab-2-workers/bare = {w['wall'] / a['wall']:.2f} (target <= 0.5), "
+                f"best val acc 2-workers-bare = {w['best_val'] - a['best_val']:+.4f}, "
+                f"test acc 2-workers-bare = {w['test'] - a['test']:+.4f}"
+            )
         if "sweeplab-slow" in summary:
             line += f"; wall sweeplab/sweeplab-slow = {b['wall'] / summary['sweeplab-slow']['wall']:.2f}"
         print(line)

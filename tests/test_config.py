@@ -43,6 +43,7 @@ BAD_INPUTS = [
     (["trainer.epochs=abc"], "trainer.epochs", "an integer"),
     (["trainer.epochs=0"], "trainer.epochs", ">= 1"),
     (["tuner.direction=up"], "tuner.direction", "'max', 'min'"),
+    (["tuner.workers=0"], "tuner.workers", ">= 1"),
     (["model.space.activation.values=[relux]"], "model.space.activation", "'tanh'"),
     (["model.space.initializer.values=[glorot]"], "model.space.initializer", "'he_normal'"),
     (["model.space.units.min=500"], "model.space.units.min", "<= max"),

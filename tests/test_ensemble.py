@@ -128,6 +128,27 @@ def test_predictions_of_a_multi_output_net_are_stored_per_head():
     assert set(arrays) >= {"y_val/cultivar", "y_test/alcohol"}
 
 
+def test_saved_outputs_match_predict_for_dict_inputs_across_slices():
+    import keras
+
+    chemistry, color = keras.Input((3,), name="chemistry"), keras.Input((1,), name="color")
+    hidden = keras.layers.Dense(4, activation="relu")(keras.layers.Concatenate()([chemistry, color]))
+    model = keras.Model(
+        {"chemistry": chemistry, "color": color},
+        {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+         "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
+    )
+    rng = np.random.default_rng(0)
+    x = {"chemistry": rng.normal(size=(7, 3)).astype("float32"), "color": rng.integers(0, 2, (7, 1)).astype("float32")}
+    # 3 rows per call: 7 rows come in three slices, the last one short.
+    direct = predictions.outputs_of(model, x, rows_per_call=3)
+    predicted = model.predict(x, verbose=0)
+    assert set(direct) == {"cultivar", "alcohol"}
+    for head in direct:
+        assert direct[head].shape == predicted[head].shape
+        np.testing.assert_allclose(direct[head], predicted[head], rtol=1e-5, atol=1e-6)
+
+
 # --- a real tiny sweep --------------------------------------------------------------------
 
 

@@ -229,6 +229,45 @@ def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
     assert raw.get_run(run_id).data.metrics == {"val_accuracy": 0.9}
 
 
+def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    from sweeplab.tracking import EpochLogger, RetryingClient
+
+    raw = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = raw.create_experiment("epochs", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = raw.create_run(experiment_id).info.run_id
+
+    class DropsTheFirstBatch:
+        """The store refusing one write, as a restarting tracking server would."""
+
+        dropped = False
+        writers: set[str] = set()
+
+        def __getattr__(self, name):
+            return getattr(raw, name)
+
+        def log_batch(self, *args, **kwargs):
+            self.writers.add(threading.current_thread().name)
+            if not self.dropped:
+                self.dropped = True
+                raise ConnectionError("connection reset by peer")
+            return raw.log_batch(*args, **kwargs)
+
+    store = DropsTheFirstBatch()
+    logger = EpochLogger(RetryingClient(store, retries=2, first_wait_s=0.01), run_id)
+    callback = logger.callback()
+    for epoch in range(3):
+        callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
+    logger.flush()
+    assert "MLflow log_batch failed" in capsys.readouterr().out
+    history = raw.get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert logger.history == {"loss": [1.0, 0.5, 1 / 3]}
+    # Written off the training thread: fit never waits for the store.
+    assert threading.current_thread().name not in store.writers
+
+
 # ---------------------------------------------------------------- failing trials
 
 TINY_FAST = ["trainer.epochs=2", "trainer.verbose=0", "tracking.log_models=false", "ensemble=none"]
@@ -358,6 +397,42 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
     for run in runs_of(client, "trial", "FINISHED"):
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 15
         assert "final_val_accuracy" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [
+        f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *SLOW_TRIALS,
+        "tuner.max_trials=4", "trainer.epochs=8", "tuner.workers=2",
+    ]
+    client = client_for(uri)
+    db = tmp_path / "mlruns" / "mlflow.db"
+
+    # 1. Ctrl-C once a trial has finished: only the search's own process gets it,
+    # it passes it on to its workers.
+    proc = start_cli(args, tmp_path)
+    wait_for(lambda: any("FINISHED" in s for s in trial_statuses(db).values()), proc, what="a finished trial")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    (parent,) = runs_of(client, "search")
+    assert parent.info.status == "KILLED"
+    assert not runs_of(client, "trial", "RUNNING"), "a worker left its trial's run RUNNING"
+
+    # 2. Same command: the workers finish the budget; no trial is trained twice.
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r.info.run_id for r in runs_of(client, "search")] == [parent.info.run_id]
+    finished = runs_of(client, "trial", "FINISHED")
+    assert sorted(r.data.tags["sweeplab.trial_id"] for r in finished) == ["0", "1", "2", "3"]
+    # Both workers trained trials, each logging under the one search.
+    trials = runs_of(client, "trial")
+    assert {r.data.tags["sweeplab.worker"] for r in trials} == {"worker0", "worker1"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    for run in finished:
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 8
+        assert "test_accuracy" in run.data.metrics
 
 
 def test_overwrite_true_starts_a_fresh_search(store, make_config):

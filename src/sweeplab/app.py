@@ -18,6 +18,7 @@ _NOT_IDENTITY = {
     ("tracking",),
     ("ensemble",),
     ("tuner", "overwrite"),
+    ("tuner", "workers"),
     ("state_dir",),
     ("leaderboard_rows",),
     ("compare_by",),
@@ -58,10 +59,9 @@ def run(cfg, overrides: list[str] | None = None, build_ensemble: bool = True) ->
     return run_validated(app_cfg, overrides or [], build_ensemble)
 
 
-def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = True) -> SearchResult:
-    # Heavy imports only once the config is known to be good.
-    from omegaconf import OmegaConf
-
+def prepare(cfg: AppConfig, quiet: bool = False):
+    """(dataset, family) for a validated config: the data loaded, checked against
+    the family and the objective, and encoded for the heads."""
     from sweeplab import data as data_module
     from sweeplab.heads import reported_metrics, resolve_heads
     from sweeplab.models import check_compatible, get_family
@@ -72,14 +72,28 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
     heads = resolve_heads(dataset, cfg.model, cfg.trainer)
     check_objective(cfg, reported_metrics(heads))
     dataset = dataset.with_one_hot([h.name for h in heads if h.one_hot])
-    # TensorFlow and MLflow load only once the data fits the family and the objective.
-    from sweeplab import plots, report, tracking, tuning
+    if not quiet:
+        print(f"[sweeplab] data {dataset.summary()}", flush=True)
+    return dataset, family
 
-    print(f"[sweeplab] data {dataset.summary()}", flush=True)
+
+def tuner_location(cfg: AppConfig) -> tuple[str, str]:
+    """(directory, project_name) of the search's Keras Tuner state."""
+    project = f"{cfg.family}-{cfg.tuner.kind.value}-{search_key(cfg.resolved)}"
+    return str(Path(cfg.state_dir) / _safe(cfg.tracking.experiment)), project
+
+
+def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = True) -> SearchResult:
+    # Heavy imports only once the config is known to be good.
+    from omegaconf import OmegaConf
+
+    dataset, family = prepare(cfg)
+    # TensorFlow and MLflow load only once the data fits the family and the objective.
+    from sweeplab import plots, report, tracking, tuning, workers
 
     client, uri, experiment_id = tracking.connect(cfg.tracking)
     key = search_key(cfg.resolved)
-    project = f"{cfg.family}-{cfg.tuner.kind.value}-{key}"
+    directory, project = tuner_location(cfg)
     search_run = tracking.SearchRun(client, experiment_id, key, fresh=cfg.tuner.overwrite)
     parent_id = search_run.start(
         name=project,
@@ -98,27 +112,39 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
     )
 
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
-    directory = str(Path(cfg.state_dir) / _safe(cfg.tracking.experiment))
     status = "FAILED"
     stopped = None  # why Keras Tuner gave up early, if it did
     try:
         tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
-        tuning.search(tuner, cfg, dataset)
+        if cfg.tuner.workers > 1:
+            workers.search(tuner, cfg.resolved, parent_id, cfg.tuner.workers, Path(directory) / project)
+        else:
+            tuning.search(tuner, cfg, dataset)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except workers.WorkerFailedError as err:
+        stopped = str(err)
     except RuntimeError as err:
         # Keras Tuner's max_consecutive_failed_trials: report it like any failed search.
         if not tuning.is_failure_limit(err):
             raise
-        stopped = str(err).splitlines()[0]
+        stopped = (
+            f"{str(err).splitlines()[0]} (tuner.max_consecutive_failed_trials="
+            f"{cfg.tuner.max_consecutive_failed_trials})"
+        )
     finally:
         search_run.end(status)
 
     maximize = cfg.tuner.direction.value == "max"
     runs = report.rank(tracking.trial_runs(client, experiment_id, parent_id), cfg.tuner.objective, maximize)
-    failures = tuning.trial_failures(tuner)
+    # Workers' failure messages do not travel back to the oracle; their runs' tags hold them.
+    failure_tags = {
+        r.data.tags.get(tracking.TRIAL_ID): r.data.tags.get(tracking.FAILURE, "")
+        for r in tracking.trial_runs(client, experiment_id, parent_id, status="FAILED")
+    }
+    failures = tuning.trial_failures(tuner, failure_tags)
     scores = tuning.trial_scores(tuner)
     figure = plots.search_progress(scores, cfg.tuner.objective, maximize, project)
     client.log_figure(parent_id, figure, "search_progress.png")
@@ -147,8 +173,7 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
     if stopped:
         raise SearchStoppedError(
-            f"search {project} stopped early: {stopped} (tuner.max_consecutive_failed_trials="
-            f"{cfg.tuner.max_consecutive_failed_trials}); {len(runs)} trial(s) finished; failed: {reasons}"
+            f"search {project} stopped early: {stopped}; {len(runs)} trial(s) finished; failed: {reasons}"
         )
     ensemble_run_id = None
     if cfg.ensemble.enabled and build_ensemble:

@@ -6,23 +6,28 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def learning_curves(history: dict[str, list[float]], title: str):
     """One panel per metric: training and validation curves by epoch."""
     names = [k for k in history if not k.startswith("val_")]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    width, height = 5 * len(names), 3.6
+    fig, axes = plt.subplots(1, len(names), figsize=(width, height), squeeze=False)
     for ax, name in zip(axes[0], names):
         epochs = range(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], marker="o", label="train")
         if f"val_{name}" in history:
             ax.plot(range(1, len(history[f"val_{name}"]) + 1), history[f"val_{name}"], marker="o", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
+    # Fixed margins (inches) instead of tight_layout, which costs more than the drawing itself
+    # and runs for every trial.
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.5 / height, wspace=0.3)
     return fig
 
 

@@ -46,13 +46,27 @@ def by_head(values, heads: list[str]) -> dict[str, np.ndarray]:
     return {heads[0]: np.asarray(values)}
 
 
+def outputs_of(model, x, rows_per_call: int = 1024):
+    """The model's outputs for `x` (an array or a dict of arrays), called directly
+    on slices: `predict()` would trace a graph for every trial's new model, which
+    costs far more than a few hundred rows take to compute."""
+    import keras
+
+    rows = len(next(iter(x.values())) if isinstance(x, dict) else x)
+    chunks = []
+    for start in range(0, rows, rows_per_call):
+        part = keras.tree.map_structure(lambda a: a[start : start + rows_per_call], x)
+        chunks.append(keras.tree.map_structure(keras.ops.convert_to_numpy, model(part, training=False)))
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *chunks)
+
+
 def collect(model, dataset) -> dict[str, np.ndarray]:
     """The npz content for `model` on the dataset's val and test splits."""
     heads = head_names(model)
     arrays = {}
     for split_name in SPLITS:
         split = getattr(dataset, split_name)
-        outputs = by_head(model.predict(split.x, verbose=0), heads)
+        outputs = by_head(outputs_of(model, split.x), heads)
         targets = by_head(split.y, heads)
         for head in heads:
             arrays[f"{split_name}/{head}"] = outputs[head]

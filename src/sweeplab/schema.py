@@ -64,6 +64,8 @@ class TunerConfig:
     executions_per_trial: int = 1
     max_consecutive_failed_trials: int = 3
     overwrite: bool = False
+    # Processes that train trials at once (Keras Tuner's distributed mode on this machine).
+    workers: int = 1
     # Hyperband only.
     max_epochs: int = 9
     factor: int = 3
@@ -222,6 +224,7 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
 def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     _positive("tuner.executions_per_trial", tuner.executions_per_trial)
     _positive("tuner.max_consecutive_failed_trials", tuner.max_consecutive_failed_trials)
+    _positive("tuner.workers", tuner.workers)
     if tuner.kind in (TunerKind.random, TunerKind.bayesian):
         if tuner.max_trials is None:
             raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")

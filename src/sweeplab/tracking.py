@@ -30,6 +30,7 @@ ROLE = "sweeplab.role"
 FAMILY = "sweeplab.family"
 TUNER = "sweeplab.tuner"
 TRIAL_ID = "sweeplab.trial_id"
+WORKER = "sweeplab.worker"
 SEARCH_KEY = "sweeplab.search_key"
 OVERRIDES = "sweeplab.overrides"
 METHOD = "sweeplab.ensemble_method"
@@ -212,14 +213,12 @@ def log_params(client, run_id: str, params: dict) -> None:
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
 
-def log_metrics(client, run_id: str, metrics: dict, step: int = 0, synchronous: bool = True):
-    """One `log_batch`; with synchronous=False MLflow writes it in the background
-    and the returned operation's `wait()` blocks until it is stored."""
+def log_metrics(client, run_id: str, metrics: dict, step: int = 0, timestamp_ms: int | None = None) -> None:
+    """Every metric in one `log_batch`."""
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    return client.log_batch(run_id, metrics=batch, synchronous=synchronous)
+    now = timestamp_ms or int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
 def log_bytes(client, run_id: str, data: bytes, path: str) -> None:
@@ -249,6 +248,14 @@ class SearchRun:
         self.search_key = search_key
         self.run_id = None if fresh else self._find_existing()
         self.resumed = self.run_id is not None
+
+    @classmethod
+    def attach(cls, client, experiment_id: str, run_id: str) -> "SearchRun":
+        """The running search of a trial worker: its process started and ends it."""
+        search = cls.__new__(cls)
+        search.client, search.experiment_id, search.run_id = client, experiment_id, run_id
+        search.search_key, search.resumed = None, True
+        return search
 
     def _find_existing(self) -> str | None:
         runs = self.client.search_runs(
@@ -283,9 +290,27 @@ class SearchRun:
         self.client.set_terminated(self.run_id, status)
 
 
+_metric_writer = None
+
+
+def metric_writer():
+    """This process's one background thread for epoch metrics: writes keep their order.
+
+    Not MLflow's own async logging: ending a run waits up to a second for its
+    queue to notice, and its failed writes are not retried.
+    """
+    global _metric_writer
+    if _metric_writer is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _metric_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeplab-metrics")
+    return _metric_writer
+
+
 class EpochLogger:
     """Keras callback body: one `log_batch` per epoch with every metric, written
-    in the background so training does not wait for the store; `flush()` waits."""
+    in the background so training does not wait for the store; `flush()` waits
+    and raises the first write that failed after its retries."""
 
     def __init__(self, client, run_id: str):
         self.client, self.run_id = client, run_id
@@ -294,7 +319,7 @@ class EpochLogger:
 
     def flush(self) -> None:
         while self.pending:
-            self.pending.pop(0).wait()
+            self.pending.pop(0).result()
 
     def callback(self):
         import keras
@@ -306,9 +331,10 @@ class EpochLogger:
                 logs = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
                 for key, value in logs.items():
                     logger.history.setdefault(key, []).append(value)
-                operation = log_metrics(logger.client, logger.run_id, logs, step=epoch, synchronous=False)
-                if operation is not None:
-                    logger.pending.append(operation)
+                now = int(time.time() * 1000)
+                logger.pending.append(
+                    metric_writer().submit(log_metrics, logger.client, logger.run_id, logs, epoch, now)
+                )
 
         return _Callback()
 
@@ -316,13 +342,12 @@ class EpochLogger:
 class TrialRun:
     """The child run of one Keras Tuner trial."""
 
-    def __init__(self, search: SearchRun, trial_id: str, family: str, values: dict):
+    def __init__(self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None):
         self.client = search.client
-        run = self.client.create_run(
-            search.experiment_id,
-            run_name=f"trial-{trial_id}",
-            tags={PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family},
-        )
+        tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family}
+        if worker:
+            tags[WORKER] = worker
+        run = self.client.create_run(search.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
         self.run_id = run.info.run_id
         log_params(self.client, self.run_id, {k: str(v) for k, v in values.items()})
         self.epochs = EpochLogger(self.client, self.run_id)

@@ -16,7 +16,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-from sweeplab import graph_memory, plots, predictions, training
+from sweeplab import graph_memory, plots, predictions, training, workers
 from sweeplab.tracking import SearchRun, TrialRun, short_reason
 
 TUNERS = {
@@ -59,7 +59,8 @@ class TrackedTrials:
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
-        self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values)
+        worker = self.tuner_id if workers.is_worker() else None
+        self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values, worker)
         self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
@@ -193,6 +194,7 @@ def search(tuner, cfg, dataset) -> None:
             validation_data=(dataset.val.x, dataset.val.y),
             batch_size=cfg.trainer.batch_size,
         )
+    graph_memory.spare_long_lived_objects()
     tuner.search(
         **data,
         epochs=cfg.trainer.epochs,
@@ -212,9 +214,11 @@ def trial_scores(tuner) -> list[float | None]:
     return [t.score if t.status == "COMPLETED" and t.score is not None and np.isfinite(t.score) else None for t in trials]
 
 
-def trial_failures(tuner) -> list[tuple[str, str]]:
+def trial_failures(tuner, reasons: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(trial id, why) of every failed trial; `reasons` fills in messages the oracle lacks."""
+    reasons = reasons or {}
     return [
-        (t.trial_id, short_reason(t.message))
+        (t.trial_id, short_reason(t.message or reasons.get(t.trial_id, "")))
         for t in tuner.oracle.trials.values()
         if t.status in ("FAILED", "INVALID")
     ]

@@ -1,0 +1,157 @@
+"""Several trial workers for one search (`tuner.workers`), on one machine.
+
+Keras Tuner's distributed mode: this process keeps the oracle (which trial
+comes next, every result) and serves it over gRPC on 127.0.0.1; each worker
+is a `python -m sweeplab.workers` process that asks it for trials, trains
+them and logs them under the search's MLflow run. A trial is mostly Python
+(graph tracing, bookkeeping) on one core, so workers are what uses the others.
+
+The server loop is ours, not `oracle_chief.start_server`: that one polls every
+20 s for the last trials to end, which would dominate a short search.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent import futures
+from pathlib import Path
+
+WORKER_PREFIX = "worker"
+_CONFIG_FILE = "workers-config.yaml"
+_ENV_PARENT = "SWEEPLAB_PARENT_RUN_ID"
+_ENV_WORKERS = "SWEEPLAB_WORKERS"
+_INTERRUPT_GRACE_S = 60
+
+
+class WorkerFailedError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """A search killed outright (SIGKILL) takes its workers along (Linux); Ctrl-C
+    stops a worker like its search even where a shell ignored it for the search."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the search ended before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir: Path) -> None:
+    """Serve `tuner`'s oracle to `workers` worker processes until they are done."""
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    from omegaconf import OmegaConf
+
+    project_dir.mkdir(parents=True, exist_ok=True)
+    config_file = project_dir / _CONFIG_FILE
+    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    tuner.save()
+
+    port = _free_port()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + 1))
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(tuner.oracle), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print(f"[sweeplab] {workers} trial workers, oracle on 127.0.0.1:{port}", flush=True)
+    procs = []
+    try:
+        for index in range(workers):
+            env = {
+                **os.environ,
+                "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                "KERASTUNER_ORACLE_PORT": str(port),
+                "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}",
+                _ENV_PARENT: parent_run_id,
+                _ENV_WORKERS: str(workers),
+            }
+            procs.append(
+                subprocess.Popen([sys.executable, "-m", "sweeplab.workers", str(config_file)], env=env)
+            )
+        codes = [proc.wait() for proc in procs]
+    except BaseException:
+        _stop(procs)
+        raise
+    finally:
+        server.stop(grace=None)
+        tuner.save()
+    if any(code in (130, -signal.SIGINT) for code in codes):
+        # Ctrl-C in a terminal reaches the whole process group; this process may have missed it.
+        raise KeyboardInterrupt
+    failed = [(f"{WORKER_PREFIX}{i}", code) for i, code in enumerate(codes) if code != 0]
+    if failed:
+        raise WorkerFailedError(
+            ", ".join(f"{name} exited with {code}" for name, code in failed) + " (its output is above)"
+        )
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C reached the workers too (one process group): let them mark their runs KILLED."""
+    deadline = time.monotonic() + 5
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout=_INTERRUPT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def is_worker() -> bool:
+    return os.environ.get("KERASTUNER_TUNER_ID", "").startswith(WORKER_PREFIX)
+
+
+def _use_my_share_of_cores() -> None:
+    import tensorflow as tf
+
+    threads = max(1, (os.cpu_count() or 1) // int(os.environ.get(_ENV_WORKERS, "1")))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def main(config_file: str) -> int:
+    """One worker: trials from the oracle until it says stop."""
+    _die_with_parent()
+    from omegaconf import OmegaConf
+
+    from sweeplab import app, tracking, tuning
+    from sweeplab.schema import validate
+
+    cfg = validate(OmegaConf.load(config_file))
+    # The search already started over if asked to; a worker must not wipe its state.
+    cfg.tuner.overwrite = False
+    _use_my_share_of_cores()
+    dataset, family = app.prepare(cfg, quiet=True)
+    client, _uri, experiment_id = tracking.connect(cfg.tracking)
+    search_run = tracking.SearchRun.attach(client, experiment_id, os.environ[_ENV_PARENT])
+    hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
+    directory, project = app.tuner_location(cfg)
+    tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
+    try:
+        tuning.search(tuner, cfg, dataset)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
