@@ -308,6 +308,47 @@ def test_diverging_trial_is_failed_with_reason_and_the_search_goes_on(store, mak
     assert len(runs_of(client, "trial", "FINISHED")) == 1
 
 
+FRAGILE_FAMILY = """
+from sweeplab.models import mlp
+from sweeplab.models.mlp import *  # the mlp family's schema and rules
+
+
+def build(values, dataset, cfg):
+    if values["layers"] == 2:
+        raise ValueError("this builder cannot make 2 layers")
+    return mlp.build(values, dataset, cfg)
+"""
+
+
+def test_exception_while_building_fails_that_trial_only(store, make_config, tmp_path, monkeypatch):
+    from sweeplab.app import run
+    from sweeplab.models import FAMILIES
+
+    (tmp_path / "fragile_mlp.py").write_text(FRAGILE_FAMILY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(FAMILIES, "mlp", "fragile_mlp")
+    cfg = make_config(
+        [
+            *store["overrides"],
+            *TINY_FAST,
+            *FIXED,
+            "tuner=grid",
+            "tuner.max_trials=2",
+            "model.space.learning_rate=0.01",
+            "model.space.layers={type:choice,values:[1,2],default:1}",
+        ]
+    )
+    result = run(cfg)
+    assert (result.finished, result.failed) == (1, 1)
+    client = client_for(store["uri"])
+    (failed,) = runs_of(client, "trial", "FAILED")
+    assert failed.data.params["layers"] == "2"
+    assert "cannot make 2 layers" in failed.data.tags["sweeplab.failure"]
+    assert not client.get_metric_history(failed.info.run_id, "loss"), "a model that was never built trained"
+    (finished,) = runs_of(client, "trial", "FINISHED")
+    assert finished.data.params["layers"] == "1"
+
+
 @pytest.mark.slow
 def test_every_trial_failing_exits_nonzero_with_summary(tmp_path):
     """Every trial diverges (a learning rate of 1e9) and fails; the search tries all
