@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--log-models", action="store_true", help="also log each trial's model (slower)")
     parser.add_argument("--max-growth", type=float, default=0.10, help="allowed peak RSS growth, as a fraction")
-    args = parser.parse_args()
+    args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
     if not 1 <= args.early < args.trials:
         parser.error("--early must be between 1 and --trials - 1")
 
