@@ -31,10 +31,6 @@ def _registry() -> dict:
     return getattr(getattr(ops, "_gradient_registry", None), "_registry", {})
 
 
-def traced_custom_gradients() -> int:
-    return sum(1 for name in _registry() if name.startswith(_PREFIX))
-
-
 def release_traced_graphs() -> None:
     """Call only between trials: drops the custom gradients of graphs traced so far."""
     registry = _registry()
