@@ -281,19 +281,19 @@ FIXED = [
 ]
 
 
+def two_point_grid(store, make_config, *overrides):
+    """A grid search of two tiny trials over the point `overrides` leaves open."""
+    return make_config([*store["overrides"], *TINY_FAST, *FIXED, "tuner=grid", "tuner.max_trials=2", *overrides])
+
+
 def test_diverging_trial_is_failed_with_reason_and_the_search_goes_on(store, make_config):
     from sweeplab.app import run
 
-    cfg = make_config(
-        [
-            *store["overrides"],
-            *TINY_FAST,
-            *FIXED,
-            "tuner=grid",
-            "tuner.max_trials=2",
-            "trainer.optimizer=sgd",
-            "model.space.learning_rate={type:choice,values:[0.01,1.0e9],default:0.01}",
-        ]
+    cfg = two_point_grid(
+        store,
+        make_config,
+        "trainer.optimizer=sgd",
+        "model.space.learning_rate={type:choice,values:[0.01,1.0e9],default:0.01}",
     )
     result = run(cfg)
     assert (result.finished, result.failed) == (1, 1)
@@ -327,16 +327,11 @@ def test_exception_while_building_fails_that_trial_only(store, make_config, tmp_
     (tmp_path / "fragile_mlp.py").write_text(FRAGILE_FAMILY)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(FAMILIES, "mlp", "fragile_mlp")
-    cfg = make_config(
-        [
-            *store["overrides"],
-            *TINY_FAST,
-            *FIXED,
-            "tuner=grid",
-            "tuner.max_trials=2",
-            "model.space.learning_rate=0.01",
-            "model.space.layers={type:choice,values:[1,2],default:1}",
-        ]
+    cfg = two_point_grid(
+        store,
+        make_config,
+        "model.space.learning_rate=0.01",
+        "model.space.layers={type:choice,values:[1,2],default:1}",
     )
     result = run(cfg)
     assert (result.finished, result.failed) == (1, 1)
