@@ -48,11 +48,11 @@ def compose(overrides: list[str]):
 def temp_store(tmp: Path, experiment: str = "bench") -> list[str]:
     """Overrides that track into a fresh SQLite store under `tmp`, created now
     (its schema migration is a one-off cost per store, not per sweep)."""
-    from sweeplab import tracking
-    from sweeplab.schema import TrackingConfig
+    from sweeplab.config.schema import TrackingConfig
+    from sweeplab.tracking.store import connect
 
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
-    tracking.connect(TrackingConfig(uri=uri, experiment=experiment))
+    connect(TrackingConfig(uri=uri, experiment=experiment))
     return [f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"state_dir={tmp / 'state'}"]
 
 
@@ -103,7 +103,8 @@ def clock_fit_and_tracking() -> Clock:
     import keras
     from mlflow import MlflowClient
 
-    from sweeplab import plots, tracking
+    from sweeplab.tracking import plots
+    from sweeplab.tracking.runs import TrialRun
 
     clock = Clock()
     clock.wrap(keras.Model, "fit", "fit")
@@ -112,7 +113,7 @@ def clock_fit_and_tracking() -> Clock:
         "set_terminated", "set_tag", "update_run", "search_runs", "get_metric_history",
     ):
         clock.wrap(MlflowClient, name, "tracking")
-    clock.wrap(tracking.TrialRun, "log_model", "tracking")
+    clock.wrap(TrialRun, "log_model", "tracking")
     for name in ("learning_curves", "search_progress"):
         clock.wrap(plots, name, "tracking")
     return clock

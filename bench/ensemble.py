@@ -25,8 +25,9 @@ def measure(extra: list[str]) -> dict:
     """Run the default sweep's searches into a temp store, then one ensemble across them."""
     from mlflow import MlflowClient
 
-    from sweeplab import app, ensemble
-    from sweeplab.schema import validate
+    from sweeplab import app
+    from sweeplab.ensemble import builder as ensemble
+    from sweeplab.config.validation import validate
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

@@ -48,7 +48,8 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from hydra import compose, initialize_config_dir
 
-    from sweeplab import app, tuning
+    from sweeplab import app
+    from sweeplab.search import tuning
 
     samples: list[tuple[float, float]] = []
     run_trial = tuning.TrackedTrials.run_trial

@@ -51,9 +51,9 @@ def bare(args) -> dict:
     import keras
     import keras_tuner as kt
 
-    from sweeplab import data as data_module
+    from sweeplab.data import datasets as data_module
     from sweeplab.models import get_family
-    from sweeplab.schema import validate
+    from sweeplab.config.validation import validate
 
     cfg = validate(common.compose(overrides(args)))
     dataset = data_module.load(cfg.data, cfg.seed)

@@ -74,11 +74,11 @@ def optuna_arm(args, seed: int) -> dict:
     import keras
     import keras_tuner as kt
 
-    from sweeplab import data as data_module
-    from sweeplab import training
+    from sweeplab.data import datasets as data_module
+    from sweeplab.search import training
     from sweeplab.models import get_family
-    from sweeplab.schema import validate
-    from sweeplab.tuning import BestEpochInMemory
+    from sweeplab.config.validation import validate
+    from sweeplab.search.tuning import BestEpochInMemory
 
     cfg = validate(common.compose(base_overrides(args, seed)))
     dataset = data_module.load(cfg.data, cfg.seed)

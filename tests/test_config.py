@@ -9,7 +9,7 @@ import pytest
 
 from sweeplab.app import run
 from sweeplab.errors import ConfigError
-from sweeplab.schema import validate
+from sweeplab.config.validation import validate
 
 from conftest import CONF_DIR, ROOT
 
@@ -96,3 +96,28 @@ def test_cli_reports_an_unknown_group_option(tmp_path):
     assert result.returncode != 0
     assert "model/mlpp" in result.stderr and "mlp" in result.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_help_names_the_app_and_shows_groups_and_examples(tmp_path):
+    result = _cli("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("sweeplab:") and "__main__" not in result.stdout
+    assert "model: inception, mlp, mlp_variant, multi_output, residual" in result.stdout
+    assert "python -m sweeplab.ensemble --experiment NAME" in result.stdout
+    assert "python -m sweeplab.report --experiment NAME" in result.stdout
+
+
+def test_sweeplab_command_lists_its_subcommands_and_runs_them(tmp_path):
+    sweeplab = Path(sys.executable).with_name("sweeplab")
+    listed = subprocess.run([str(sweeplab), "--help"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    for command in ("search", "ensemble", "report"):
+        assert f"  {command} " in listed.stdout
+    # Each subcommand is its `python -m` command: same help, same errors.
+    search = subprocess.run([str(sweeplab), "search", "--help"], capture_output=True, text=True, timeout=60)
+    assert search.stdout == _cli("--help", cwd=tmp_path).stdout
+    report = subprocess.run([str(sweeplab), "report", "--help"], capture_output=True, text=True, timeout=60)
+    assert "--experiment" in report.stdout and "--no-log" in report.stdout
+    bad = subprocess.run([str(sweeplab), "serch"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown command 'serch'" in bad.stderr

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sweeplab import data
+from sweeplab.data import datasets as data
 from sweeplab.errors import DataError
 
 

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import CONF_DIR, TINY
-from sweeplab import predictions, selection
+from sweeplab.ensemble import selection
+from sweeplab.tracking import predictions
 from sweeplab.errors import EnsembleError
 
 REGISTERED = "test-ensemble"
@@ -107,7 +108,7 @@ def test_unknown_objective_names_the_metrics_available():
 def test_predictions_of_a_multi_output_net_are_stored_per_head():
     import keras
 
-    from sweeplab.data import Split
+    from sweeplab.data.datasets import Split
 
     inputs = keras.Input((3,))
     hidden = keras.layers.Dense(4)(inputs)
@@ -211,8 +212,8 @@ def test_logged_model_reproduces_the_recorded_test_metric(sweep):
 
     import mlflow
 
-    from sweeplab import data
-    from sweeplab.schema import validate
+    from sweeplab.data import datasets as data
+    from sweeplab.config.validation import validate
 
     run_id = sweep["result"].ensemble_run_id
     mlflow.set_tracking_uri(sweep["uri"])
@@ -226,7 +227,7 @@ def test_logged_model_reproduces_the_recorded_test_metric(sweep):
 
 
 def test_each_build_registers_a_new_version(sweep):
-    from sweeplab import ensemble
+    from sweeplab.ensemble import builder as ensemble
 
     client = sweep["client"]
     versions = client.search_model_versions(f"name='{REGISTERED}'")
@@ -239,7 +240,7 @@ def test_each_build_registers_a_new_version(sweep):
 
 
 def test_one_candidate_gets_all_the_weight(sweep):
-    from sweeplab import ensemble
+    from sweeplab.ensemble import builder as ensemble
 
     built = ensemble.build(sweep["client"], sweep["result"].experiment_id, top_k=1)
     assert [(m.run_id, m.weight) for m in built.members] == [(sweep["result"].best_run_id, 1.0)]
@@ -249,13 +250,13 @@ def test_one_candidate_gets_all_the_weight(sweep):
 
 def _copy_trial(client, source_run_id: str, experiment_id: str, arrays: dict, score: float) -> str:
     """A finished trial run holding `source`'s logged model and the given predictions."""
-    from sweeplab import tracking
+    from sweeplab.tracking import batches, tags
 
-    run = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "mlp"})
+    run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "mlp"})
     with tempfile.TemporaryDirectory() as tmp:
         client.log_artifacts(run.info.run_id, client.download_artifacts(source_run_id, "model", tmp), "model")
-    tracking.log_bytes(client, run.info.run_id, predictions.to_bytes(arrays), predictions.ARTIFACT)
-    tracking.log_metrics(client, run.info.run_id, {"final_val_accuracy": score})
+    batches.log_bytes(client, run.info.run_id, predictions.to_bytes(arrays), predictions.ARTIFACT)
+    batches.log_metrics(client, run.info.run_id, {"final_val_accuracy": score})
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -265,7 +266,7 @@ def _ensemble_runs(client, experiment_id: str) -> list:
 
 
 def test_candidates_disagreeing_in_shape_are_refused(sweep):
-    from sweeplab import ensemble
+    from sweeplab.ensemble import builder as ensemble
 
     client, source = sweep["client"], sweep["result"].best_run_id
     experiment_id = client.create_experiment("shapes")
@@ -280,16 +281,18 @@ def test_candidates_disagreeing_in_shape_are_refused(sweep):
 
 
 def test_experiment_without_finished_trials_is_a_clear_error_and_logs_nothing(sweep, capsys):
-    from sweeplab import ensemble, tracking
+    from sweeplab.ensemble import builder as ensemble
+    from sweeplab.ensemble.cli import main as ensemble_main
+    from sweeplab.tracking import tags
 
     client = sweep["client"]
     experiment_id = client.create_experiment("nothing-finished")
-    failed = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "mlp"})
+    failed = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "mlp"})
     client.set_terminated(failed.info.run_id, "FAILED")
     with pytest.raises(EnsembleError, match="'nothing-finished' has no finished trials"):
         ensemble.build(client, experiment_id)
     # The command says the same, without a traceback, and exits 2.
-    code = ensemble.main(["--experiment", "nothing-finished", "--tracking-uri", sweep["uri"]])
+    code = ensemble_main(["--experiment", "nothing-finished", "--tracking-uri", sweep["uri"]])
     assert code == 2
     assert "has no finished trials with a final val_accuracy; nothing to ensemble" in capsys.readouterr().err
     assert _ensemble_runs(client, experiment_id) == []
@@ -297,20 +300,20 @@ def test_experiment_without_finished_trials_is_a_clear_error_and_logs_nothing(sw
 
 
 def test_ensemble_command_filters_by_family(sweep, capsys):
-    from sweeplab import ensemble
+    from sweeplab.ensemble.cli import main as ensemble_main
 
-    code = ensemble.main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "inception"])
+    code = ensemble_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "inception"])
     assert code == 2
     assert "matching family in ['inception']" in capsys.readouterr().err
-    assert ensemble.main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "mlp",
+    assert ensemble_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "mlp",
                           "--top-k", "2", "--no-register"]) == 0
     assert "Ensemble (MLflow run" in capsys.readouterr().out
 
 
 def test_report_command_logs_its_plots(sweep, capsys):
-    from sweeplab import report
+    from sweeplab.report.cli import main as report_main
 
-    assert report.main(["--experiment", "ens", "--tracking-uri", sweep["uri"]]) == 0
+    assert report_main(["--experiment", "ens", "--tracking-uri", sweep["uri"]]) == 0
     out = capsys.readouterr().out
     assert "Leaderboard (by val_accuracy; 3 of 3 finished trials)" in out
     assert "Ensembles (newest first; test accuracy)" in out
@@ -335,8 +338,9 @@ def test_multi_output_ensemble_model_averages_each_head(sweep):
     import mlflow
     from mlflow.models import infer_signature
 
-    from sweeplab import ensemble, tracking
-    from sweeplab.data import Split
+    from sweeplab.ensemble import builder as ensemble
+    from sweeplab.tracking import batches, tags
+    from sweeplab.data.datasets import Split
 
     client = sweep["client"]
     experiment_id = client.create_experiment("two-heads")
@@ -357,14 +361,14 @@ def test_multi_output_ensemble_model_averages_each_head(sweep):
             {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
              "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
         )
-        run = client.create_run(experiment_id, tags={tracking.ROLE: "trial", tracking.FAMILY: "multi_output"})
+        run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "multi_output"})
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model")
             mlflow.keras.save_model(net, path, signature=infer_signature(x[:5]), pip_requirements=["keras"])
             client.log_artifacts(run.info.run_id, path, "model")
-        tracking.log_bytes(client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)),
+        batches.log_bytes(client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)),
                            predictions.ARTIFACT)
-        tracking.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})
+        batches.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})
         client.set_terminated(run.info.run_id, "FINISHED")
         nets.append(net)
 

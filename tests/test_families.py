@@ -12,7 +12,7 @@ from conftest import CONF_DIR, TINY
 
 from sweeplab.errors import ConfigError, DataError
 from sweeplab.models.mlp_variant import VariantSpec, variant_spec
-from sweeplab.schema import validate
+from sweeplab.config.validation import validate
 
 ONE_TRIAL = ["tuner.max_trials=1", "trainer.epochs=1", "trainer.verbose=0"]
 
@@ -63,7 +63,7 @@ def test_every_config_composes_and_validates(overrides, make_config):
 def load_data(name="digits"):
     from types import SimpleNamespace
 
-    from sweeplab import data
+    from sweeplab.data import datasets as data
 
     cfg = SimpleNamespace(
         name=name, val_fraction=0.2, test_fraction=0.2, standardize=True, path=None, inputs=None, targets=None, download=False
@@ -73,10 +73,10 @@ def load_data(name="digits"):
 
 def build(family_name, dataset, overrides=(), **values):
     from sweeplab.models import get_family
-    from sweeplab.schema import _typed
+    from sweeplab.config.validation import typed
 
     family = get_family(family_name)
-    cfg = _typed(family.Config, dict(overrides), "model")
+    cfg = typed(family.Config, dict(overrides), "model")
     defaults = {name: rule.default for name, rule in family.HYPERPARAMETERS.items()}
     return family.build({**defaults, **values}, dataset, cfg)
 
@@ -154,9 +154,9 @@ def test_multi_output_parameter_count_and_auxiliary_merge():
 
 
 def test_multi_output_heads_reach_compile(make_config):
-    from sweeplab import data as data_module
+    from sweeplab.data import datasets as data_module
     from sweeplab.models import get_family
-    from sweeplab.tuning import SweepHyperModel
+    from sweeplab.search.tuning import SweepHyperModel
 
     cfg = validate(make_config(["sweep=multi_output"]))
     dataset = data_module.load(cfg.data, cfg.seed)
@@ -173,10 +173,10 @@ def test_multi_output_heads_reach_compile(make_config):
 def trial_runs(result):
     from mlflow import MlflowClient
 
-    from sweeplab import report
+    from sweeplab.tracking.queries import trial_runs
 
     client = MlflowClient(tracking_uri=result.tracking_uri)
-    return client, report.trial_runs(client, result.experiment_id, result.parent_run_id)
+    return client, trial_runs(client, result.experiment_id, result.parent_run_id)
 
 
 def load_logged(run_id):
@@ -203,7 +203,7 @@ def test_family_search_logs_a_loadable_model(overrides, store, make_config):
     trial = runs[0]
     assert {"final_val_loss", "test_loss", "param_count", "epochs_trained"} <= set(trial.data.metrics)
     model = load_logged(trial.info.run_id)
-    from sweeplab import data as data_module
+    from sweeplab.data import datasets as data_module
 
     cfg = validate(make_config([*ONE_TRIAL, *store["overrides"], *overrides]))
     example = data_module.load(cfg.data, cfg.seed).test.take(3).x
@@ -234,7 +234,7 @@ def test_lab7_variants_compares_every_variant(store, make_config, capsys):
     assert "val_accuracy" in printed and "param_count" in printed
     # MSE on one-hot targets with sigmoid outputs: the model predicts 10 scores per digit.
     model = load_logged(runs[0].info.run_id)
-    from sweeplab import data as data_module
+    from sweeplab.data import datasets as data_module
 
     example = data_module.load(validate(make_config(overrides)).data, 42).test.take(2).x
     assert np.asarray(model.predict(example)).shape == (2, 10)
@@ -251,7 +251,7 @@ def test_multi_output_search_logs_every_head(store, make_config):
         assert name in metrics
     history = client.get_metric_history(runs[0].info.run_id, "val_cultivar_accuracy")
     assert len(history) == 1
-    from sweeplab import data as data_module
+    from sweeplab.data import datasets as data_module
 
     cfg = validate(make_config(overrides))
     example = data_module.load(cfg.data, cfg.seed).test.take(4).x

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeplab.checks import check_arrays
+from sweeplab.data.checks import check_arrays
 from sweeplab.errors import AllTrialsFailedError, DataError, TrackingError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,8 +175,8 @@ def test_bad_data_via_cli_exits_nonzero_before_any_run(tmp_path):
 
 
 def test_unreachable_tracking_uri_fails_fast_naming_it_without_password(store, make_config):
-    from sweeplab.schema import validate
-    from sweeplab.tracking import connect
+    from sweeplab.config.validation import validate
+    from sweeplab.tracking.store import connect
 
     cfg = validate(make_config([*store["overrides"], *TINY_FAST, "tracking.uri=http://alice:s3cret@127.0.0.1:9"]))
     started = time.monotonic()
@@ -189,7 +189,7 @@ def test_unreachable_tracking_uri_fails_fast_naming_it_without_password(store, m
 
 def test_commands_over_an_unreachable_store_fail_fast_naming_it():
     """`python -m sweeplab.report` / `.ensemble` open the store the same way as a search."""
-    from sweeplab.tracking import open_experiment
+    from sweeplab.tracking.store import open_experiment
 
     started = time.monotonic()
     with pytest.raises(TrackingError) as info:
@@ -207,7 +207,7 @@ def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
 
     from mlflow import MlflowClient
 
-    from sweeplab.tracking import RetryingClient
+    from sweeplab.tracking.store import RetryingClient
 
     db = tmp_path / "mlflow.db"
     raw = MlflowClient(tracking_uri=f"sqlite:///{db}")
@@ -232,7 +232,8 @@ def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
 def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(tmp_path, capsys):
     from mlflow import MlflowClient
 
-    from sweeplab.tracking import EpochLogger, RetryingClient
+    from sweeplab.tracking.epochs import EpochLogger
+    from sweeplab.tracking.store import RetryingClient
 
     raw = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = raw.create_experiment("epochs", artifact_location=(tmp_path / "artifacts").as_uri())
@@ -496,7 +497,7 @@ def test_a_finished_trials_graphs_are_freed(store, make_config, monkeypatch):
 
     from tensorflow.python.framework.func_graph import FuncGraph
 
-    from sweeplab import tuning
+    from sweeplab.search import tuning
     from sweeplab.app import run
 
     def live_graphs() -> weakref.WeakSet:
@@ -583,7 +584,9 @@ def test_password_in_a_uri_is_never_logged(tmp_path):
     trial params are free text: both reach the store redacted."""
     from mlflow import MlflowClient
 
-    from sweeplab.tracking import OVERRIDES, SearchRun, TrialRun, display_uri, redact
+    from sweeplab.tracking.runs import SearchRun, TrialRun
+    from sweeplab.tracking.store import display_uri, redact
+    from sweeplab.tracking.tags import OVERRIDES
 
     assert redact("postgresql://bob:pw123@127.0.0.1:5432/mlflow") == "postgresql://bob:***@127.0.0.1:5432/mlflow"
     assert display_uri("http://bob:pw123@127.0.0.1:5000") == "http://bob:***@127.0.0.1:5000"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sweeplab import data as data_module
+from sweeplab.data import datasets as data_module
 from sweeplab.app import run
-from sweeplab.schema import validate
+from sweeplab.config.validation import validate
 
 from conftest import TINY
 

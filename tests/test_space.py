@@ -5,7 +5,7 @@ import pytest
 
 from sweeplab.errors import ConfigError
 from sweeplab.models import mlp
-from sweeplab.space import parse_space
+from sweeplab.space.hyperparameters import parse_space
 
 SPACE = {
     "layers": {"type": "int", "min": 1, "max": 3, "default": 2},

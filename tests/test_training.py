@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sweeplab import data as data_module
-from sweeplab import training
+from sweeplab.data import datasets as data_module
+from sweeplab.search import training
 from sweeplab.app import run
 from sweeplab.errors import ConfigError
-from sweeplab.schema import validate
+from sweeplab.config.validation import validate
 
 # Long enough for the validation accuracy to go up and down; no early stop.
 SEARCH = ["tuner.max_trials=1", "trainer.epochs=4", "trainer.verbose=0", "trainer.early_stopping.enabled=false"]

@@ -1,14 +1,19 @@
 """`python -m sweeplab key=value ...`: one search, configured by Hydra."""
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from sweeplab.errors import SweeplabError
 
+# An absolute path: Hydra resolves a relative one against the caller, which differs
+# between `python -m sweeplab` and the `sweeplab` command.
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

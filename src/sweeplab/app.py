@@ -1,28 +1,20 @@
-"""One search, end to end: config -> data -> space + family -> tuner ->
-tracked trials -> leaderboard.
+"""One search, end to end, as named steps: validate the config, prepare the
+data and family, start the search run, search, summarise, ensemble.
+
+The flow reads top to bottom in `run_validated`; each step is a function below it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweeplab.config.identity import search_key
+from sweeplab.config.schema import AppConfig
+from sweeplab.config.validation import validate
 from sweeplab.errors import AllTrialsFailedError, SearchStoppedError
-from sweeplab.schema import AppConfig, check_objective, validate
-
-# Keys that do not change what a search computes, so they do not change its identity.
-_NOT_IDENTITY = {
-    ("tracking",),
-    ("ensemble",),
-    ("tuner", "overwrite"),
-    ("tuner", "workers"),
-    ("state_dir",),
-    ("leaderboard_rows",),
-    ("compare_by",),
-}
+from sweeplab.search.preparation import prepare, tuner_location
 
 
 @dataclass
@@ -37,16 +29,13 @@ class SearchResult:
     ensemble_run_id: str | None = None
 
 
-def search_key(resolved: dict) -> str:
-    """A stable hash of everything that defines the search (not where it is logged)."""
-    identity = {}
-    for group, value in resolved.items():
-        if (group,) in _NOT_IDENTITY:
-            continue
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if (group, k) not in _NOT_IDENTITY}
-        identity[group] = value
-    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+@dataclass
+class Summary:
+    """What a finished search left in MLflow."""
+
+    runs: list  # finished trial runs, best first
+    failures: list[tuple[str, str]]  # (trial id, why)
+    best_score: float | None
 
 
 def run(cfg, overrides: list[str] | None = None, build_ensemble: bool = True) -> SearchResult:
@@ -55,54 +44,50 @@ def run(cfg, overrides: list[str] | None = None, build_ensemble: bool = True) ->
     `build_ensemble=False` leaves the ensemble to whoever runs several searches
     (a multirun builds one across all its jobs when they are done).
     """
-    app_cfg = validate(cfg)
-    return run_validated(app_cfg, overrides or [], build_ensemble)
-
-
-def prepare(cfg: AppConfig, quiet: bool = False):
-    """(dataset, family) for a validated config: the data loaded, checked against
-    the family and the objective, and encoded for the heads."""
-    from sweeplab import data as data_module
-    from sweeplab.heads import reported_metrics, resolve_heads
-    from sweeplab.models import check_compatible, get_family
-
-    dataset = data_module.load(cfg.data, cfg.seed)
-    family = get_family(cfg.family)
-    check_compatible(family, dataset)
-    heads = resolve_heads(dataset, cfg.model, cfg.trainer)
-    check_objective(cfg, reported_metrics(heads))
-    dataset = dataset.with_one_hot([h.name for h in heads if h.one_hot])
-    if not quiet:
-        print(f"[sweeplab] data {dataset.summary()}", flush=True)
-    return dataset, family
-
-
-def tuner_location(cfg: AppConfig) -> tuple[str, str]:
-    """(directory, project_name) of the search's Keras Tuner state."""
-    project = f"{cfg.family}-{cfg.tuner.kind.value}-{search_key(cfg.resolved)}"
-    return str(Path(cfg.state_dir) / _safe(cfg.tracking.experiment)), project
+    return run_validated(validate(cfg), overrides or [], build_ensemble)
 
 
 def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = True) -> SearchResult:
-    # Heavy imports only once the config is known to be good.
-    from omegaconf import OmegaConf
-
     dataset, family = prepare(cfg)
     # TensorFlow and MLflow load only once the data fits the family and the objective.
-    from sweeplab import plots, report, tracking, tuning, workers
+    from sweeplab.tracking.store import connect
 
-    client, uri, experiment_id = tracking.connect(cfg.tracking)
-    key = search_key(cfg.resolved)
-    directory, project = tuner_location(cfg)
-    search_run = tracking.SearchRun(client, experiment_id, key, fresh=cfg.tuner.overwrite)
+    client, uri, experiment_id = connect(cfg.tracking)
+    search_run, project = start_search_run(cfg, client, experiment_id, overrides)
+    tuner, stopped = search(cfg, dataset, family, search_run, project)
+    summary = summarise(cfg, client, experiment_id, search_run.run_id, project, tuner)
+    check_outcome(project, summary, stopped, uri)
+    ensemble_run_id = None
+    if cfg.ensemble.enabled and build_ensemble:
+        ensemble_run_id = build_ensemble_of(cfg, client, experiment_id)
+    print(browse_hint(uri), flush=True)
+    best = summary.runs[0] if summary.runs else None
+    return SearchResult(
+        parent_run_id=search_run.run_id,
+        experiment_id=experiment_id,
+        tracking_uri=uri,
+        best_run_id=best.info.run_id if best else None,
+        best_score=summary.best_score,
+        finished=len(summary.runs),
+        failed=len(summary.failures),
+        ensemble_run_id=ensemble_run_id,
+    )
+
+
+def start_search_run(cfg: AppConfig, client, experiment_id: str, overrides: list[str]):
+    """(the search's parent run, its name): found again when the same search resumes."""
+    from omegaconf import OmegaConf
+
+    from sweeplab.tracking import tags
+    from sweeplab.tracking.batches import flatten
+    from sweeplab.tracking.runs import SearchRun
+
+    _, project = tuner_location(cfg)
+    search_run = SearchRun(client, experiment_id, search_key(cfg.resolved), fresh=cfg.tuner.overwrite)
     parent_id = search_run.start(
         name=project,
-        tags={
-            tracking.FAMILY: cfg.family,
-            tracking.TUNER: cfg.tuner.kind.value,
-            tracking.OVERRIDES: " ".join(overrides),
-        },
-        params=tracking.flatten({k: v for k, v in cfg.resolved.items() if k != "tracking"}),
+        tags={tags.FAMILY: cfg.family, tags.TUNER: cfg.tuner.kind.value, tags.OVERRIDES: " ".join(overrides)},
+        params=flatten({k: v for k, v in cfg.resolved.items() if k != "tracking"}),
         config_yaml=OmegaConf.to_yaml(OmegaConf.create(cfg.resolved)),
     )
     print(
@@ -110,21 +95,31 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
         f"(MLflow run {parent_id}, experiment {cfg.tracking.experiment!r})",
         flush=True,
     )
+    return search_run, project
 
+
+def search(cfg: AppConfig, dataset, family, search_run, project: str):
+    """Run Keras Tuner's search; return (the tuner, why it stopped early or None).
+
+    The search run ends FINISHED, KILLED (Ctrl-C) or FAILED, whatever happens.
+    """
+    from sweeplab.search import chief, tuning
+
+    directory, _ = tuner_location(cfg)
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
     status = "FAILED"
-    stopped = None  # why Keras Tuner gave up early, if it did
+    stopped = None
     try:
         tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
         if cfg.tuner.workers > 1:
-            workers.search(tuner, cfg.resolved, parent_id, cfg.tuner.workers, Path(directory) / project)
+            chief.search(tuner, cfg.resolved, search_run.run_id, cfg.tuner.workers, Path(directory) / project)
         else:
             tuning.search(tuner, cfg, dataset)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except workers.WorkerFailedError as err:
+    except chief.WorkerFailedError as err:
         stopped = str(err)
     except RuntimeError as err:
         # Keras Tuner's max_consecutive_failed_trials: report it like any failed search.
@@ -136,80 +131,88 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
         )
     finally:
         search_run.end(status)
+    return tuner, stopped
 
-    maximize = cfg.tuner.direction.value == "max"
-    runs = report.rank(tracking.trial_runs(client, experiment_id, parent_id), cfg.tuner.objective, maximize)
+
+def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, project: str, tuner) -> Summary:
+    """Log the search's progress figure and totals; print its leaderboard and failed trials."""
+    from sweeplab.report.leaderboard import leaderboard, log_comparison
+    from sweeplab.search import tuning
+    from sweeplab.tracking import plots
+    from sweeplab.tracking.batches import log_metrics
+    from sweeplab.tracking.queries import rank, trial_runs
+    from sweeplab.tracking.tags import FAILURE, TRIAL_ID
+
+    objective, maximize = cfg.tuner.objective, cfg.tuner.direction.value == "max"
+    runs = rank(trial_runs(client, experiment_id, parent_id), objective, maximize)
     # Workers' failure messages do not travel back to the oracle; their runs' tags hold them.
     failure_tags = {
-        r.data.tags.get(tracking.TRIAL_ID): r.data.tags.get(tracking.FAILURE, "")
-        for r in tracking.trial_runs(client, experiment_id, parent_id, status="FAILED")
+        r.data.tags.get(TRIAL_ID): r.data.tags.get(FAILURE, "")
+        for r in trial_runs(client, experiment_id, parent_id, status="FAILED")
     }
     failures = tuning.trial_failures(tuner, failure_tags)
-    scores = tuning.trial_scores(tuner)
-    figure = plots.search_progress(scores, cfg.tuner.objective, maximize, project)
+    figure = plots.search_progress(tuning.trial_scores(tuner), objective, maximize, project)
     client.log_figure(parent_id, figure, "search_progress.png")
     plots.close(figure)
+
     best = runs[0] if runs else None
-    objective_key = f"final_{cfg.tuner.objective}" if cfg.tuner.objective.startswith("val_") else None
-    summary = {"trials_finished": len(runs), "trials_failed": len(failures)}
+    objective_key = f"final_{objective}" if objective.startswith("val_") else None
+    totals = {"trials_finished": len(runs), "trials_failed": len(failures)}
     if best is not None and objective_key in best.data.metrics:
-        summary[f"best_{cfg.tuner.objective}"] = best.data.metrics[objective_key]
-    tracking.log_metrics(client, parent_id, summary)
+        totals[f"best_{objective}"] = best.data.metrics[objective_key]
+    log_metrics(client, parent_id, totals)
 
     print()
-    print(report.leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+    print(leaderboard(runs, objective, cfg.leaderboard_rows))
     if cfg.compare_by:
-        report.log_comparison(client, parent_id, runs, cfg.compare_by, project)
+        log_comparison(client, parent_id, runs, cfg.compare_by, project)
     if failures:
         print(f"\n{len(failures)} trial(s) failed:")
         for trial_id, reason in failures:
             print(f"  trial {trial_id}: {reason}")
+    return Summary(runs, failures, totals.get(f"best_{objective}"))
 
-    browse = f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')"
-    reasons = "; ".join(f"trial {t}: {r}" for t, r in failures) or "no trial ran"
-    if not runs or stopped:
-        print(browse, flush=True)
-    if not runs:
+
+def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str) -> None:
+    """Raise when no trial finished or Keras Tuner gave up early (after saying where to look)."""
+    if summary.runs and not stopped:
+        return
+    print(browse_hint(uri), flush=True)
+    reasons = "; ".join(f"trial {t}: {r}" for t, r in summary.failures) or "no trial ran"
+    if not summary.runs:
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
-    if stopped:
-        raise SearchStoppedError(
-            f"search {project} stopped early: {stopped}; {len(runs)} trial(s) finished; failed: {reasons}"
-        )
-    ensemble_run_id = None
-    if cfg.ensemble.enabled and build_ensemble:
-        from sweeplab import ensemble
-
-        built = ensemble.build_for_search(cfg, client, experiment_id)
-        ensemble_run_id = built.run_id
-        print(f"\n{built.describe()}", flush=True)
-    print(browse, flush=True)
-    return SearchResult(
-        parent_run_id=parent_id,
-        experiment_id=experiment_id,
-        tracking_uri=uri,
-        best_run_id=best.info.run_id if best else None,
-        best_score=summary.get(f"best_{cfg.tuner.objective}"),
-        finished=len(runs),
-        failed=len(failures),
-        ensemble_run_id=ensemble_run_id,
+    raise SearchStoppedError(
+        f"search {project} stopped early: {stopped}; {len(summary.runs)} trial(s) finished; failed: {reasons}"
     )
+
+
+def build_ensemble_of(cfg: AppConfig, client, experiment_id: str) -> str:
+    """The weighted ensemble across every family of the experiment; returns its run id."""
+    from sweeplab.ensemble.builder import build_for_search
+
+    built = build_for_search(cfg, client, experiment_id)
+    print(f"\n{built.describe()}", flush=True)
+    return built.run_id
 
 
 def finish_experiment(cfg: AppConfig) -> None:
     """After several searches: the leaderboard across them all, then one ensemble."""
-    from sweeplab import ensemble, report, tracking
+    from sweeplab.report.leaderboard import leaderboard
+    from sweeplab.tracking.queries import rank, trial_runs
+    from sweeplab.tracking.store import connect
 
-    client, uri, experiment_id = tracking.connect(cfg.tracking)
+    client, uri, experiment_id = connect(cfg.tracking)
     maximize = cfg.tuner.direction.value == "max"
-    runs = report.rank(tracking.trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
+    runs = rank(trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
     print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
-    print(report.leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+    print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
     if cfg.ensemble.enabled:
-        built = ensemble.build_for_search(cfg, client, experiment_id)
-        print(f"\n{built.describe()}", flush=True)
-    print(f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{tracking.display_uri(uri)}')")
+        build_ensemble_of(cfg, client, experiment_id)
+    print(browse_hint(uri))
     sys.stdout.flush()
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def browse_hint(uri: str) -> str:
+    from sweeplab.tracking.store import display_uri
+
+    return f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{display_uri(uri)}')"

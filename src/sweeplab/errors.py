@@ -1,5 +1,7 @@
 """Errors with meaning: what the user must fix, found before any training."""
 
+import re
+
 
 class SweeplabError(Exception):
     """Base class: a problem the user can fix; printed without a traceback."""
@@ -31,3 +33,9 @@ class EnsembleError(SweeplabError):
 
 class SearchStoppedError(SweeplabError):
     """Keras Tuner stopped a search after too many consecutive failed trials."""
+
+
+def short_reason(message: str) -> str:
+    """The last meaningful line of a traceback: why a trial or a write failed, in one line."""
+    lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+    return re.sub(r"\s+", " ", lines[-1]) if lines else "unknown error"

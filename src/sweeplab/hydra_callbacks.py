@@ -17,10 +17,11 @@ class PrepareTrackingStore(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        from sweeplab.schema import TrackingConfig, _typed
-        from sweeplab.tracking import connect
+        from sweeplab.config.schema import TrackingConfig
+        from sweeplab.config.validation import typed
+        from sweeplab.tracking.store import connect
 
-        tracking = _typed(TrackingConfig, dict(config.tracking), "tracking")
+        tracking = typed(TrackingConfig, dict(config.tracking), "tracking")
         connect(tracking)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -28,7 +29,7 @@ class PrepareTrackingStore(Callback):
 
         from sweeplab.app import finish_experiment
         from sweeplab.errors import SweeplabError
-        from sweeplab.schema import validate
+        from sweeplab.config.validation import validate
 
         try:
             cfg = validate(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))

@@ -3,7 +3,9 @@ the hyperparameters its builder reads, and `build(values, dataset, cfg)`.
 
 A new family is a module here, an entry in FAMILIES and a YAML file in
 conf/model/. Modules import Keras only inside `build`, so validating a config
-stays fast.
+stays fast. `blocks` holds the layers families share, `shared` their schema.
+
+May import: sweeplab.errors, sweeplab.space, sweeplab.data.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweeplab.models.config import DROPOUT, LEARNING_RATE, SingleHeadConfig
-from sweeplab.space import Flag, Number, OneOf
-from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, INITIALIZERS
+from sweeplab.models.shared import DROPOUT, LEARNING_RATE, SingleHeadConfig
+from sweeplab.space.rules import Flag, Number, OneOf
+from sweeplab.space.vocabulary import ACTIVATIONS, BATCH_NORM, INITIALIZERS
 
 
 @dataclass
@@ -30,7 +30,7 @@ HYPERPARAMETERS = {
 def build(values: dict, dataset, cfg: Config):
     import keras
 
-    from sweeplab.heads import resolve_heads
+    from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
     inputs = model_inputs(dataset)

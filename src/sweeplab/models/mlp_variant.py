@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from sweeplab.models.config import LEARNING_RATE
-from sweeplab.space import Number
-from sweeplab.vocabulary import LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
+from sweeplab.models.shared import LEARNING_RATE
+from sweeplab.space.rules import Number
+from sweeplab.space.vocabulary import LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS
 
 VARIANTS = range(1, 21)
 
@@ -81,7 +81,7 @@ HYPERPARAMETERS = {
 def build(values: dict, dataset, cfg: Config):
     import keras
 
-    from sweeplab.heads import resolve_heads
+    from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
     spec = variant_spec(values["variant"] if values.get("variant") is not None else cfg.variant)

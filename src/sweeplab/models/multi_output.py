@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from sweeplab.models.config import DROPOUT, LEARNING_RATE
-from sweeplab.space import Number, OneOf
-from sweeplab.vocabulary import ACTIVATIONS, BATCH_NORM, LOSSES, METRICS, OUTPUT_ACTIVATIONS
+from sweeplab.models.shared import DROPOUT, LEARNING_RATE
+from sweeplab.space.rules import Number, OneOf
+from sweeplab.space.vocabulary import ACTIVATIONS, BATCH_NORM, LOSSES, METRICS, OUTPUT_ACTIVATIONS
 
 
 @dataclass
@@ -62,7 +62,7 @@ def build(values: dict, dataset, cfg: Config):
     import keras
     from keras import layers
 
-    from sweeplab.heads import resolve_heads
+    from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
     inputs = model_inputs(dataset)

@@ -3,28 +3,25 @@
 Candidates are the top `top_k` finished trial runs by the objective (all
 families, or filtered by family, search run or tag). Weights come from the
 trials' saved validation predictions only (`predictions.npz`, see
-`sweeplab.predictions`); the test split is scored once, to report. The
+`sweeplab.tracking.predictions`); the test split is scored once, to report. The
 ensemble is logged as its own run (tag `sweeplab.role=ensemble`) with a
 pyfunc model under `model` and registered in the Model Registry.
 
-`python -m sweeplab.ensemble --help` for the command; it imports neither
-MLflow nor TensorFlow until it has to.
+`python -m sweeplab.ensemble --help` for the command (`cli.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweeplab.errors import EnsembleError, SweeplabError
+from sweeplab.errors import EnsembleError
+from sweeplab.tracking.queries import DEFAULT_OBJECTIVE
 
-MODEL_CODE = Path(__file__).with_name("ensemble_model.py")
-DEFAULT_OBJECTIVE, DEFAULT_DIRECTION = "val_accuracy", "max"
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
 @dataclass
@@ -83,8 +80,8 @@ class EnsembleResult:
 
 def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, filters: Filters) -> list:
     """Finished trial runs passing `filters`, best first by the objective."""
-    from sweeplab import report
-    from sweeplab.tracking import FAMILY, trial_runs
+    from sweeplab.tracking.queries import rank, trial_runs
+    from sweeplab.tracking.tags import FAMILY
 
     runs = trial_runs(client, experiment_id, filters.search_run_id)
     runs = [
@@ -93,12 +90,12 @@ def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, f
         if (not filters.families or r.data.tags.get(FAMILY) in filters.families)
         and all(r.data.tags.get(k) == v for k, v in filters.tags.items())
     ]
-    return report.rank(runs, objective, maximize)
+    return rank(runs, objective, maximize)
 
 
 def _download_member(client, run, folder: Path):
     """(Predictions, path of the member's .keras file), or None if the trial lacks either."""
-    from sweeplab import predictions
+    from sweeplab.tracking import predictions
 
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     if predictions.ARTIFACT not in names or "model" not in names:
@@ -148,7 +145,8 @@ def build(
     registered_model: str | None = None,
 ) -> EnsembleResult:
     """Choose, log and (if named) register an ensemble; nothing is logged on error."""
-    from sweeplab import selection, tracking
+    from sweeplab.ensemble import selection
+    from sweeplab.tracking.tags import FAMILY
 
     filters = filters or Filters()
     if top_k < 1:
@@ -188,7 +186,7 @@ def build(
         alone = [float(i == chosen.best_member) for i in range(len(saved))]
         best_test = selection.evaluate(selection.average(test_outputs, alone), test_targets)
         members = [
-            Member(r.info.run_id, r.info.run_name, r.data.tags.get(tracking.FAMILY, ""), float(w))
+            Member(r.info.run_id, r.info.run_name, r.data.tags.get(FAMILY, ""), float(w))
             for r, w in zip(runs, chosen.weights)
         ]
         best = members[chosen.best_member]
@@ -221,12 +219,15 @@ def build(
 
 
 def _log(client, experiment_id, *, members, member_files, signature_source, heads, settings, metrics) -> str:
-    from sweeplab import plots, tracking
+    from sweeplab.ensemble.plots import ensemble_weights
+    from sweeplab.tracking.batches import log_metrics, log_params
+    from sweeplab.tracking.plots import close
+    from sweeplab.tracking.tags import METHOD, ROLE
 
     run = client.create_run(
         experiment_id,
         run_name=f"ensemble-{len(members)}",
-        tags={tracking.ROLE: "ensemble", tracking.METHOD: settings["method"]},
+        tags={ROLE: "ensemble", METHOD: settings["method"]},
     )
     run_id = run.info.run_id
     try:
@@ -236,13 +237,13 @@ def _log(client, experiment_id, *, members, member_files, signature_source, head
         for i, m in enumerate(members):
             params.update({f"member_{i}.run_id": m.run_id, f"member_{i}.weight": f"{m.weight:.6f}",
                            f"member_{i}.family": m.family})
-        tracking.log_params(client, run_id, params)
-        tracking.log_metrics(
+        log_params(client, run_id, params)
+        log_metrics(
             client, run_id, {f"{prefix}_{name}": v for prefix, values in metrics.items() for name, v in values.items()}
         )
-        figure = plots.ensemble_weights([m.label for m in members], [m.weight for m in members], "ensemble weights")
+        figure = ensemble_weights([m.label for m in members], [m.weight for m in members], "ensemble weights")
         client.log_figure(run_id, figure, "ensemble_weights.png")
-        plots.close(figure)
+        close(figure)
         _log_model(client, run_id, members, member_files, signature_source, heads)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -252,11 +253,11 @@ def _log(client, experiment_id, *, members, member_files, signature_source, head
 
 
 def _log_model(client, run_id, members, member_files, signature_source, heads) -> None:
-    """A pyfunc model from code (`ensemble_model.py`) with the members' .keras files."""
+    """A pyfunc model from code (`pyfunc_model.py`) with the members' .keras files."""
     import mlflow
     from mlflow.models import Model
 
-    from sweeplab.tracking import model_requirements
+    from sweeplab.tracking.logged_models import model_requirements
 
     signature = Model.load(str(signature_source)).signature
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -301,82 +302,3 @@ def build_for_search(cfg, client, experiment_id: str) -> EnsembleResult:
         max_steps=cfg.ensemble.max_steps,
         registered_model=cfg.ensemble.registered_model,
     )
-
-
-def objective_of(args, client, experiment_id: str) -> tuple[str, bool]:
-    """(objective, maximize): the command's --objective/--direction, else those of
-    the experiment's latest search, else the defaults."""
-    from sweeplab.tracking import ROLE
-
-    runs = client.search_runs(
-        [experiment_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
-    )
-    params = runs[0].data.params if runs else {}
-    objective = args.objective or params.get("tuner.objective", DEFAULT_OBJECTIVE)
-    direction = args.direction or params.get("tuner.direction", DEFAULT_DIRECTION)
-    return objective, direction == "max"
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m sweeplab.ensemble",
-        description="Build, log and register a weighted-average ensemble of an experiment's best finished trials.",
-    )
-    add_store_arguments(p)
-    p.add_argument("--top-k", type=int, default=5, help="candidates: the best K finished trials (default 5)")
-    p.add_argument("--method", choices=["greedy", "optimize"], default="greedy", help="how weights are chosen")
-    p.add_argument("--max-steps", type=int, default=20, help="greedy additions at most (default 20)")
-    p.add_argument("--family", action="append", default=[], help="only trials of this family (repeatable)")
-    p.add_argument("--search", metavar="RUN_ID", help="only trials of this search (parent) run")
-    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="only trials with this tag")
-    p.add_argument("--registered-model", metavar="NAME", help="Model Registry name (default: <experiment>-ensemble)")
-    p.add_argument("--no-register", action="store_true", help="log the ensemble without registering it")
-    return p
-
-
-def add_store_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment of the sweep)")
-    p.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
-    )
-    p.add_argument("--objective", help="metric to rank and weight by (default: the sweep's tuner.objective)")
-    p.add_argument("--direction", choices=["max", "min"], help="default: the sweep's tuner.direction")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        tags = dict(_key_value(t) for t in args.tag)
-        from sweeplab.tracking import open_experiment
-
-        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
-        objective, maximize = objective_of(args, client, experiment_id)
-        result = build(
-            client,
-            experiment_id,
-            objective=objective,
-            maximize=maximize,
-            top_k=args.top_k,
-            method=args.method,
-            max_steps=args.max_steps,
-            filters=Filters(args.family, args.search, tags),
-            registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
-        )
-    except SweeplabError as err:
-        print(f"sweeplab.ensemble: {err}", file=sys.stderr)
-        return 2
-    print(result.describe())
-    return 0
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise EnsembleError(f"--tag: got {text!r}; expected KEY=VALUE")
-    return key, value
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,8 +16,10 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-from sweeplab import graph_memory, plots, predictions, training, workers
-from sweeplab.tracking import SearchRun, TrialRun, short_reason
+from sweeplab.errors import short_reason
+from sweeplab.search import graph_memory, training
+from sweeplab.tracking import plots, predictions
+from sweeplab.tracking.runs import SearchRun, TrialRun
 
 TUNERS = {
     "random": kt.RandomSearch,
@@ -46,8 +48,11 @@ class SweepHyperModel(kt.HyperModel):
 class TrackedTrials:
     """Mixin for a Keras Tuner class: one MLflow child run per trial."""
 
-    def __init__(self, *args, search_run: SearchRun, dataset, family_name: str, log_models: bool, **kwargs):
+    def __init__(
+        self, *args, search_run: SearchRun, dataset, family_name: str, log_models: bool, worker: str | None, **kwargs
+    ):
         self.search_run = search_run
+        self.worker = worker  # the tag of trials trained by a worker process
         self.dataset = dataset
         self.family_name = family_name
         self.log_models = log_models
@@ -59,8 +64,7 @@ class TrackedTrials:
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
-        worker = self.tuner_id if workers.is_worker() else None
-        self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values, worker)
+        self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values, self.worker)
         self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
@@ -152,8 +156,11 @@ class BestEpochInMemory(SaveBestEpoch):
         model.save_weights(self.filepath)
 
 
-def make_tuner(cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str):
-    """The configured Keras Tuner class, with trial tracking mixed in."""
+def make_tuner(
+    cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str, worker: str | None = None
+):
+    """The configured Keras Tuner class, with trial tracking mixed in; `worker`
+    names the worker process that trains its trials, if any."""
     base = TUNERS[cfg.tuner.kind.value]
     tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
     t = cfg.tuner
@@ -178,6 +185,7 @@ def make_tuner(cfg, hypermodel, search_run: SearchRun, dataset, directory: str, 
         dataset=dataset,
         family_name=cfg.family,
         log_models=cfg.tracking.log_models,
+        worker=worker,
         **options,
     )
 

@@ -6,96 +6,22 @@ or a plain value, which fixes that hyperparameter: it is not searched. Model
 builders never see `hp`; they get a plain dict of values from `Space.sample`
 inside a search, or `Space.defaults()` outside one.
 
-Each model family declares which hyperparameters its builder reads, with a
-`Rule` that says which values make sense (an activation Keras knows, a
-positive number of units...). Every value a space can produce is checked
-against those rules before any training starts.
+Each model family declares which hyperparameters its builder reads, each with
+a rule (`rules.py`); `parse_space` checks every value a space can produce
+against them.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from sweeplab.errors import ConfigError
+from sweeplab.space.rules import Number, Rule
 
 TYPES = ("int", "float", "choice", "boolean")
 SAMPLINGS = ("linear", "log", "reverse_log")
 _SPEC_KEYS = {"type", "min", "max", "step", "sampling", "values", "default"}
-
-
-# --- Rules: what a family's builder accepts for each hyperparameter ---------
-
-
-@dataclass(frozen=True)
-class Number:
-    """An int or float within [low, high] (either bound optional)."""
-
-    kind: type = float
-    low: float | None = None
-    high: float | None = None
-    default: Any = None
-    low_exclusive: bool = False
-    high_exclusive: bool = False
-
-    def check(self, key: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, value, self.describe())
-        if self.kind is int and not float(value).is_integer():
-            raise ConfigError(key, value, self.describe())
-        if not math.isfinite(value):
-            raise ConfigError(key, value, self.describe())
-        too_low = self.low is not None and (
-            value <= self.low if self.low_exclusive else value < self.low
-        )
-        too_high = self.high is not None and (
-            value >= self.high if self.high_exclusive else value > self.high
-        )
-        if too_low or too_high:
-            raise ConfigError(key, value, self.describe())
-
-    def describe(self) -> str:
-        name = "an integer" if self.kind is int else "a number"
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_exclusive else '>='} {self.low}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_exclusive else '<='} {self.high}")
-        return name + (" " + " and ".join(parts) if parts else "")
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """One of a fixed set of values (activation names, placements...)."""
-
-    allowed: tuple
-    default: Any = None
-
-    def check(self, key: str, value: Any) -> None:
-        if value not in self.allowed:
-            raise ConfigError(key, value, f"one of {list(self.allowed)}")
-
-    def describe(self) -> str:
-        return f"one of {list(self.allowed)}"
-
-
-@dataclass(frozen=True)
-class Flag:
-    default: bool = False
-
-    def check(self, key: str, value: Any) -> None:
-        if not isinstance(value, bool):
-            raise ConfigError(key, value, "true or false")
-
-    def describe(self) -> str:
-        return "true or false"
-
-
-Rule = Number | OneOf | Flag
-
-
-# --- Declared hyperparameters ----------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Keras Tuner's distributed mode: this process keeps the oracle (which trial
 comes next, every result) and serves it over gRPC on 127.0.0.1; each worker
-is a `python -m sweeplab.workers` process that asks it for trials, trains
+is a `python -m sweeplab.search.worker` process that asks it for trials, trains
 them and logs them under the search's MLflow run. A trial is mostly Python
 (graph tracing, bookkeeping) on one core, so workers are what uses the others.
 
@@ -22,9 +22,9 @@ from concurrent import futures
 from pathlib import Path
 
 WORKER_PREFIX = "worker"
-_CONFIG_FILE = "workers-config.yaml"
-_ENV_PARENT = "SWEEPLAB_PARENT_RUN_ID"
-_ENV_WORKERS = "SWEEPLAB_WORKERS"
+CONFIG_FILE = "workers-config.yaml"
+ENV_PARENT = "SWEEPLAB_PARENT_RUN_ID"
+ENV_WORKERS = "SWEEPLAB_WORKERS"
 _INTERRUPT_GRACE_S = 60
 
 
@@ -38,20 +38,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """A search killed outright (SIGKILL) takes its workers along (Linux); Ctrl-C
-    stops a worker like its search even where a shell ignored it for the search."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the search ended before prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir: Path) -> None:
     """Serve `tuner`'s oracle to `workers` worker processes until they are done."""
     import grpc
@@ -60,7 +46,7 @@ def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir:
     from omegaconf import OmegaConf
 
     project_dir.mkdir(parents=True, exist_ok=True)
-    config_file = project_dir / _CONFIG_FILE
+    config_file = project_dir / CONFIG_FILE
     config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     tuner.save()
 
@@ -78,11 +64,11 @@ def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir:
                 "KERASTUNER_ORACLE_IP": "127.0.0.1",
                 "KERASTUNER_ORACLE_PORT": str(port),
                 "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}",
-                _ENV_PARENT: parent_run_id,
-                _ENV_WORKERS: str(workers),
+                ENV_PARENT: parent_run_id,
+                ENV_WORKERS: str(workers),
             }
             procs.append(
-                subprocess.Popen([sys.executable, "-m", "sweeplab.workers", str(config_file)], env=env)
+                subprocess.Popen([sys.executable, "-m", "sweeplab.search.worker", str(config_file)], env=env)
             )
         codes = [proc.wait() for proc in procs]
     except BaseException:
@@ -114,44 +100,3 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait(timeout=_INTERRUPT_GRACE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def is_worker() -> bool:
-    return os.environ.get("KERASTUNER_TUNER_ID", "").startswith(WORKER_PREFIX)
-
-
-def _use_my_share_of_cores() -> None:
-    import tensorflow as tf
-
-    threads = max(1, (os.cpu_count() or 1) // int(os.environ.get(_ENV_WORKERS, "1")))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def main(config_file: str) -> int:
-    """One worker: trials from the oracle until it says stop."""
-    _die_with_parent()
-    from omegaconf import OmegaConf
-
-    from sweeplab import app, tracking, tuning
-    from sweeplab.schema import validate
-
-    cfg = validate(OmegaConf.load(config_file))
-    # The search already started over if asked to; a worker must not wipe its state.
-    cfg.tuner.overwrite = False
-    _use_my_share_of_cores()
-    dataset, family = app.prepare(cfg, quiet=True)
-    client, _uri, experiment_id = tracking.connect(cfg.tracking)
-    search_run = tracking.SearchRun.attach(client, experiment_id, os.environ[_ENV_PARENT])
-    hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
-    directory, project = app.tuner_location(cfg)
-    tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
-    try:
-        tuning.search(tuner, cfg, dataset)
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
-from sweeplab.space import Number
-from sweeplab.vocabulary import OUTPUT_ACTIVATIONS
+from sweeplab.space.rules import Number
+from sweeplab.space.vocabulary import OUTPUT_ACTIVATIONS
 
 DROPOUT = Number(float, low=0.0, high=1.0, high_exclusive=True, default=0.0)
 # None: the learning rate comes from the family's or the trainer's settings.

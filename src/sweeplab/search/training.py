@@ -11,7 +11,7 @@ def compile_model(model, values: dict, dataset, trainer, model_cfg=None) -> None
     """
     import keras
 
-    from sweeplab.heads import resolve_heads
+    from sweeplab.data.heads import resolve_heads
 
     heads = resolve_heads(dataset, model_cfg, trainer)
     name = getattr(model_cfg, "optimizer", None) or trainer.optimizer

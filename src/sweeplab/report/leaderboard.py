@@ -1,30 +1,11 @@
-"""Leaderboards and report plots read back from MLflow.
-
-`python -m sweeplab.report --experiment NAME` prints the leaderboard across
-families and trials, the experiment's ensembles, and logs the plots as
-artifacts of a report run (`sweeplab.role=report`); `--no-log` writes them
-to a folder instead.
-"""
+"""Leaderboards read back from MLflow: the trials of a search or of a whole
+experiment, a comparison of every trial by one param, and the ensembles."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
-from sweeplab.tracking import FAMILY, PARENT, ROLE, trial_runs
-
-
-def metric_key(objective: str) -> str:
-    """The trial metric that ranks by `objective`: its final value on the validation split."""
-    return f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
-
-
-def rank(runs: list, objective: str, maximize: bool) -> list:
-    """Runs ordered best first by their final value of the objective."""
-    key = metric_key(objective)
-    scored = [r for r in runs if key in r.data.metrics]
-    return sorted(scored, key=lambda r: r.data.metrics[key], reverse=maximize)
+from sweeplab.tracking.batches import log_metrics
+from sweeplab.tracking.queries import metric_key
+from sweeplab.tracking.tags import FAMILY, PARENT, ROLE
 
 
 def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
@@ -93,7 +74,8 @@ def comparison_table(columns: list[str], rows: list[list]) -> str:
 
 def log_comparison(client, run_id: str, runs: list, by: str, title: str) -> str:
     """Print the comparison of every trial by `by` and log it (text, CSV, figure, metrics by step) to `run_id`."""
-    from sweeplab import plots, tracking
+    from sweeplab.report import plots
+    from sweeplab.tracking.plots import close
 
     columns, rows = comparison_rows(runs, by)
     if not rows:
@@ -106,11 +88,11 @@ def log_comparison(client, run_id: str, runs: list, by: str, title: str) -> str:
     client.log_text(run_id, csv, "comparison.csv")
     figure = plots.comparison(columns, rows, f"{title}: by {by}")
     client.log_figure(run_id, figure, "comparison.png")
-    plots.close(figure)
+    close(figure)
     for row in rows:
         step = int(float(row[0])) if _is_number(row[0]) else 0
         values = {f"compare_{c.replace('final_', '')}": v for c, v in zip(columns[1:], row[1:]) if v is not None}
-        tracking.log_metrics(client, run_id, values, step=step)
+        log_metrics(client, run_id, values, step=step)
     return text
 
 
@@ -134,7 +116,7 @@ def _cell(value) -> str:
 
 def figures(runs: list, objective: str, maximize: bool) -> dict:
     """{artifact file name: figure}: best-so-far per search, objective by family, hyperparameters."""
-    from sweeplab import plots
+    from sweeplab.report import plots
 
     key = metric_key(objective)
     by_search: dict[str, list] = {}
@@ -172,63 +154,3 @@ def ensembles(client, experiment_id: str, objective: str) -> str:
             f"  best member {m.get(f'best_member_test_{name}', float('nan')):.4f}"
         )
     return "\n".join(lines)
-
-
-def parser() -> argparse.ArgumentParser:
-    from sweeplab.ensemble import add_store_arguments
-
-    p = argparse.ArgumentParser(
-        prog="python -m sweeplab.report",
-        description="Leaderboard across families and trials of an experiment, its ensembles, and report plots.",
-    )
-    add_store_arguments(p)
-    p.add_argument("--rows", type=int, default=20, help="leaderboard rows (default 20)")
-    p.add_argument("--family", action="append", default=[], help="only trials of this family (repeatable)")
-    p.add_argument("--no-log", action="store_true", help="write the plots to --output-dir instead of a report run")
-    p.add_argument("--output-dir", default="sweeplab-report", help="where --no-log writes plots")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from sweeplab.errors import SweeplabError
-
-    args = parser().parse_args(argv)
-    try:
-        from sweeplab import plots
-        from sweeplab.ensemble import objective_of
-        from sweeplab.tracking import open_experiment
-
-        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
-        objective, maximize = objective_of(args, client, experiment_id)
-        runs = [r for r in trial_runs(client, experiment_id) if not args.family or r.data.tags.get(FAMILY) in args.family]
-        ranked = rank(runs, objective, maximize)
-        print(leaderboard(ranked, objective, args.rows))
-        print()
-        print(ensembles(client, experiment_id, objective))
-        if not ranked:
-            return 0
-        made = figures(ranked, objective, maximize)
-        if args.no_log:
-            folder = Path(args.output_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            paths = []
-            for name, figure in made.items():
-                figure.savefig(folder / name)
-                paths.append(str(folder / name))
-        else:
-            run = client.create_run(experiment_id, run_name="report", tags={ROLE: "report"})
-            for name, figure in made.items():
-                client.log_figure(run.info.run_id, figure, name)
-            client.set_terminated(run.info.run_id, "FINISHED")
-            paths = [f"{run.info.artifact_uri}/{name}" for name in made]
-        for figure in made.values():
-            plots.close(figure)
-    except SweeplabError as err:
-        print(f"sweeplab.report: {err}", file=sys.stderr)
-        return 2
-    print("\nPlots:\n" + "\n".join(f"  {p}" for p in paths))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

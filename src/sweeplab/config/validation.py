@@ -1,5 +1,5 @@
-"""Structured-config schemas: every group of a composed config is validated
-here, before any data is loaded, any model trained or any MLflow run created.
+"""Validation: every group of a composed config is checked here, before any
+data is loaded, any model trained or any MLflow run created.
 
 A misspelled key, a wrong type, an unknown choice or an impossible range
 raises `ConfigError` naming the key, the value and what is allowed.
@@ -10,148 +10,27 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from sweeplab.data import DATASETS, TASKS
+from sweeplab.config.schema import (
+    GROUPS,
+    AppConfig,
+    DataConfig,
+    EnsembleConfig,
+    RootConfig,
+    TrackingConfig,
+    TrainerConfig,
+    TunerConfig,
+    TunerKind,
+)
+from sweeplab.data.datasets import DATASETS, TASKS
 from sweeplab.errors import ConfigError
 from sweeplab.models import get_family
-from sweeplab.space import Space, parse_space
-from sweeplab.vocabulary import LOSSES, OPTIMIZERS
-
-
-class TunerKind(str, enum.Enum):
-    random = "random"
-    bayesian = "bayesian"
-    hyperband = "hyperband"
-    grid = "grid"
-
-
-class Direction(str, enum.Enum):
-    max = "max"
-    min = "min"
-
-
-@dataclass
-class DataConfig:
-    name: str = "digits"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    standardize: bool = True
-    # npz / csv / mnist: the file to load.
-    path: Optional[str] = None
-    # npz / csv: input name -> column list (csv) or array key (npz).
-    inputs: Optional[Dict[str, Any]] = None
-    # npz / csv: target column or array key -> task (classification or regression).
-    targets: Optional[Dict[str, str]] = None
-    # mnist: fetch with Keras' loader when `path` is absent (needs network).
-    download: bool = False
-
-
-@dataclass
-class TunerConfig:
-    """One schema for every kind, so that one override works across a multirun
-    over tuners (e.g. `-m tuner=random,hyperband ++tuner.max_epochs=3`)."""
-
-    kind: TunerKind = TunerKind.random
-    max_trials: Optional[int] = 10
-    objective: str = "val_accuracy"
-    direction: Direction = Direction.max
-    seed: Optional[int] = 1
-    executions_per_trial: int = 1
-    max_consecutive_failed_trials: int = 3
-    overwrite: bool = False
-    # Processes that train trials at once (Keras Tuner's distributed mode on this machine).
-    workers: int = 1
-    # Hyperband only.
-    max_epochs: int = 9
-    factor: int = 3
-    hyperband_iterations: int = 1
-    # Bayesian only.
-    num_initial_points: Optional[int] = None
-    alpha: float = 1e-4
-    beta: float = 2.6
-
-
-@dataclass
-class EarlyStoppingConfig:
-    enabled: bool = True
-    monitor: str = "val_loss"
-    patience: int = 3
-    min_delta: float = 0.0
-
-
-@dataclass
-class TrainerConfig:
-    epochs: int = 20
-    batch_size: int = 32
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    loss: Optional[str] = None
-    verbose: int = 2
-    steps_per_execution: int = 32
-    tf_data: bool = True
-    best_weights: str = "memory"
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-
-
-@dataclass
-class TrackingConfig:
-    uri: Optional[str] = None
-    experiment: str = "sweeplab"
-    artifact_location: Optional[str] = None
-    log_models: bool = True
-
-
-class EnsembleMethod(str, enum.Enum):
-    greedy = "greedy"
-    optimize = "optimize"
-
-
-@dataclass
-class EnsembleConfig:
-    enabled: bool = True
-    top_k: int = 5
-    method: EnsembleMethod = EnsembleMethod.greedy
-    max_steps: int = 20
-    registered_model: Optional[str] = None
-
-
-@dataclass
-class RootConfig:
-    seed: int = 42
-    state_dir: str = ".sweeplab/tuner"
-    leaderboard_rows: int = 10
-    # A trial param (e.g. variant): print and log one table and figure comparing every trial by it.
-    compare_by: Optional[str] = None
-
-
-GROUPS = ("data", "model", "tuner", "trainer", "tracking", "ensemble")
-
-
-@dataclass
-class AppConfig:
-    """A validated config: typed groups plus the parsed search space."""
-
-    data: DataConfig
-    model: Any
-    tuner: TunerConfig
-    trainer: TrainerConfig
-    tracking: TrackingConfig
-    ensemble: EnsembleConfig
-    seed: int
-    state_dir: str
-    leaderboard_rows: int
-    compare_by: Optional[str]
-    space: Space
-    resolved: dict  # the whole config as plain data, for logging
-
-    @property
-    def family(self) -> str:
-        return self.model.family
+from sweeplab.space.hyperparameters import Space, parse_space
+from sweeplab.space.vocabulary import LOSSES, OPTIMIZERS
 
 
 def validate(cfg: DictConfig | dict) -> AppConfig:
@@ -166,8 +45,8 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         if not isinstance(raw.get(group), dict):
             raise ConfigError(group, raw.get(group), f"a '{group}' config group (e.g. {group}=<option>)")
 
-    root = _typed(RootConfig, {k: v for k, v in raw.items() if k not in GROUPS}, prefix="")
-    data = _typed(DataConfig, raw["data"], "data")
+    root = typed(RootConfig, {k: v for k, v in raw.items() if k not in GROUPS}, prefix="")
+    data = typed(DataConfig, raw["data"], "data")
     if data.name not in DATASETS:
         raise ConfigError("data.name", data.name, f"one of {list(DATASETS)}")
     for key in ("val_fraction", "test_fraction"):
@@ -183,20 +62,20 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         )
 
     family = get_family(raw["model"].get("family"))
-    model = _typed(family.Config, raw["model"], "model")
+    model = typed(family.Config, raw["model"], "model")
     for key, value, expected in model.check():
         raise ConfigError(key, value, expected)
     space = parse_space(model.space, family.HYPERPARAMETERS)
 
-    tuner = _typed(TunerConfig, raw["tuner"], "tuner")
+    tuner = typed(TunerConfig, raw["tuner"], "tuner")
     _check_tuner(tuner, space)
 
-    trainer = _typed(TrainerConfig, raw["trainer"], "trainer")
+    trainer = typed(TrainerConfig, raw["trainer"], "trainer")
     _check_trainer(trainer)
-    tracking = _typed(TrackingConfig, raw["tracking"], "tracking")
+    tracking = typed(TrackingConfig, raw["tracking"], "tracking")
     if not tracking.experiment.strip():
         raise ConfigError("tracking.experiment", tracking.experiment, "a non-empty experiment name")
-    ensemble = _typed(EnsembleConfig, raw["ensemble"], "ensemble")
+    ensemble = typed(EnsembleConfig, raw["ensemble"], "ensemble")
     _positive("ensemble.top_k", ensemble.top_k)
     _positive("ensemble.max_steps", ensemble.max_steps)
     if ensemble.enabled and not tracking.log_models:
@@ -289,7 +168,7 @@ def _resolve(cfg) -> dict:
     return dict(cfg)
 
 
-def _typed(schema: type, data: dict, prefix: str):
+def typed(schema: type, data: dict, prefix: str):
     """Merge `data` into `schema`'s structured config and return the dataclass."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), data)

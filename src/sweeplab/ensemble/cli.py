@@ -1,0 +1,63 @@
+"""`python -m sweeplab.ensemble`: build, log and register an ensemble over an
+experiment that already ran. Imports neither MLflow nor TensorFlow for `--help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sweeplab.errors import EnsembleError, SweeplabError
+from sweeplab.tracking.store import add_store_arguments
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sweeplab.ensemble",
+        description="Build, log and register a weighted-average ensemble of an experiment's best finished trials.",
+    )
+    add_store_arguments(p)
+    p.add_argument("--top-k", type=int, default=5, help="candidates: the best K finished trials (default 5)")
+    p.add_argument("--method", choices=["greedy", "optimize"], default="greedy", help="how weights are chosen")
+    p.add_argument("--max-steps", type=int, default=20, help="greedy additions at most (default 20)")
+    p.add_argument("--family", action="append", default=[], help="only trials of this family (repeatable)")
+    p.add_argument("--search", metavar="RUN_ID", help="only trials of this search (parent) run")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="only trials with this tag")
+    p.add_argument("--registered-model", metavar="NAME", help="Model Registry name (default: <experiment>-ensemble)")
+    p.add_argument("--no-register", action="store_true", help="log the ensemble without registering it")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        tags = dict(_key_value(t) for t in args.tag)
+        from sweeplab.ensemble.builder import Filters, build
+        from sweeplab.tracking.queries import objective_of
+        from sweeplab.tracking.store import open_experiment
+
+        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+        objective, maximize = objective_of(args, client, experiment_id)
+        result = build(
+            client,
+            experiment_id,
+            objective=objective,
+            maximize=maximize,
+            top_k=args.top_k,
+            method=args.method,
+            max_steps=args.max_steps,
+            filters=Filters(args.family, args.search, tags),
+            registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
+        )
+    except SweeplabError as err:
+        print(f"sweeplab.ensemble: {err}", file=sys.stderr)
+        return 2
+    print(result.describe())
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise EnsembleError(f"--tag: got {text!r}; expected KEY=VALUE")
+    return key, value

@@ -1,0 +1,7 @@
+"""`python -m sweeplab.report`: see `cli.py`."""
+
+import sys
+
+from sweeplab.report.cli import main
+
+sys.exit(main())

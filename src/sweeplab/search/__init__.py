@@ -1,0 +1,7 @@
+"""Search: a validated config turned into a Keras Tuner search whose trials
+are tracked runs: preparation, the hypermodel and tuner (`tuning`), compile
+and fit settings (`training`), memory between trials (`graph_memory`), and
+trials in several processes (`chief` serves the oracle, `worker` trains).
+
+May import: sweeplab.errors, sweeplab.config, sweeplab.data, sweeplab.models, sweeplab.space, sweeplab.tracking.
+"""

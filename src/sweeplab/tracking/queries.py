@@ -1,0 +1,40 @@
+"""Reading runs back: an experiment's trial runs, ranked by the objective,
+and the objective a finished sweep was searched by."""
+
+from __future__ import annotations
+
+from sweeplab.tracking.tags import PARENT, ROLE
+
+DEFAULT_OBJECTIVE, DEFAULT_DIRECTION = "val_accuracy", "max"
+
+
+def trial_runs(client, experiment_id: str, parent_run_id: str | None = None, status: str = "FINISHED") -> list:
+    """An experiment's trial runs with `status`, optionally of one search only."""
+    query = f"tags.`{ROLE}` = 'trial' and attributes.status = '{status}'"
+    if parent_run_id:
+        query += f" and tags.`{PARENT}` = '{parent_run_id}'"
+    return client.search_runs([experiment_id], filter_string=query, max_results=5000)
+
+
+def metric_key(objective: str) -> str:
+    """The trial metric that ranks by `objective`: its final value on the validation split."""
+    return f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
+
+
+def rank(runs: list, objective: str, maximize: bool) -> list:
+    """Runs ordered best first by their final value of the objective."""
+    key = metric_key(objective)
+    scored = [r for r in runs if key in r.data.metrics]
+    return sorted(scored, key=lambda r: r.data.metrics[key], reverse=maximize)
+
+
+def objective_of(args, client, experiment_id: str) -> tuple[str, bool]:
+    """(objective, maximize): the command's --objective/--direction, else those of
+    the experiment's latest search, else the defaults."""
+    runs = client.search_runs(
+        [experiment_id], f"tags.`{ROLE}` = 'search'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    params = runs[0].data.params if runs else {}
+    objective = args.objective or params.get("tuner.objective", DEFAULT_OBJECTIVE)
+    direction = args.direction or params.get("tuner.direction", DEFAULT_DIRECTION)
+    return objective, direction == "max"

@@ -1,0 +1,108 @@
+"""MLflow runs: one parent run per search, one child run per trial.
+
+Everything goes through `MlflowClient` with explicit run ids, so no global
+"active run" state leaks between a search and its trials.
+"""
+
+from __future__ import annotations
+
+from sweeplab.tracking.batches import log_bytes, log_metrics, log_params
+from sweeplab.tracking.epochs import EpochLogger
+from sweeplab.tracking.queries import trial_runs
+from sweeplab.tracking.store import redact
+from sweeplab.tracking.tags import FAILURE, FAMILY, PARENT, ROLE, SEARCH_KEY, TRIAL_ID, WORKER
+
+
+class SearchRun:
+    """The parent run of one search; reused when the same search resumes."""
+
+    def __init__(self, client, experiment_id: str, search_key: str, fresh: bool):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.search_key = search_key
+        self.run_id = None if fresh else self._find_existing()
+        self.resumed = self.run_id is not None
+
+    @classmethod
+    def attach(cls, client, experiment_id: str, run_id: str) -> "SearchRun":
+        """The running search of a trial worker: its process started and ends it."""
+        search = cls.__new__(cls)
+        search.client, search.experiment_id, search.run_id = client, experiment_id, run_id
+        search.search_key, search.resumed = None, True
+        return search
+
+    def _find_existing(self) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{SEARCH_KEY}` = '{self.search_key}' and tags.`{ROLE}` = 'search'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def start(self, name: str, tags: dict, params: dict, config_yaml: str) -> str:
+        if self.resumed:
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.mark_interrupted_trials()
+            return self.run_id
+        tags = {k: redact(str(v)) for k, v in tags.items()}  # the overrides may hold a tracking.uri
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={ROLE: "search", SEARCH_KEY: self.search_key, **tags}
+        )
+        self.run_id = run.info.run_id
+        log_params(self.client, self.run_id, params)
+        self.client.log_text(self.run_id, config_yaml, "config.yaml")
+        return self.run_id
+
+    def mark_interrupted_trials(self) -> None:
+        """Trial runs left RUNNING by a crash are FAILED; Keras Tuner retries those trials."""
+        for run in trial_runs(self.client, self.experiment_id, self.run_id, status="RUNNING"):
+            self.client.set_tag(run.info.run_id, FAILURE, "interrupted (the search stopped during this trial)")
+            self.client.set_terminated(run.info.run_id, "FAILED")
+
+    def end(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status)
+
+
+class TrialRun:
+    """The child run of one Keras Tuner trial."""
+
+    def __init__(self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None):
+        self.client = search.client
+        tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family}
+        if worker:
+            tags[WORKER] = worker
+        run = self.client.create_run(search.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
+        self.run_id = run.info.run_id
+        log_params(self.client, self.run_id, {k: str(v) for k, v in values.items()})
+        self.epochs = EpochLogger(self.client, self.run_id)
+
+    def log_results(self, metrics: dict) -> None:
+        log_metrics(self.client, self.run_id, metrics)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.client.log_text(self.run_id, text, path)
+
+    def log_figure(self, figure, path: str) -> None:
+        self.client.log_figure(self.run_id, figure, path)
+
+    def log_bytes(self, data: bytes, path: str) -> None:
+        log_bytes(self.client, self.run_id, data, path)
+
+    def log_model(self, model, input_example) -> None:
+        """The trained Keras model under artifact path `model`."""
+        from sweeplab.tracking.logged_models import log_keras_model
+
+        log_keras_model(self.client, self.run_id, model, input_example)
+
+    def finish(self) -> None:
+        self.epochs.flush()
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        try:
+            self.epochs.flush()
+        except Exception:  # the failure being recorded matters more than a lost epoch metric
+            pass
+        self.client.set_tag(self.run_id, FAILURE, reason[:5000])
+        self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,191 @@
+"""The MLflow store: which URI, opening it (fast failure when unreachable),
+its experiment, and a client whose writes survive a locked database or a
+restarted server. Also the command-line arguments that name a store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+
+from sweeplab.errors import TrackingError, short_reason
+
+DEFAULT_STORE_DIR = "mlruns"
+# Writers wait this long for a SQLite lock instead of failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_S = 60
+# A failed write to the store is retried this many times, waiting 1, 2, 4, ... s.
+WRITE_RETRIES = 5
+# The first request to an HTTP store: how long to wait, so a wrong URI fails in seconds
+# (MLflow's own default retries for about 4 minutes).
+PROBE_TIMEOUT_S = 10
+
+
+def resolve_uri(uri: str | None) -> str:
+    """The tracking URI to use: the configured one, or the SQLite store under mlruns/."""
+    if not uri:
+        uri = f"sqlite:///{Path.cwd() / DEFAULT_STORE_DIR / 'mlflow.db'}"
+    if uri.startswith("sqlite:") and "timeout=" not in uri:
+        uri += ("&" if "?" in uri else "?") + f"timeout={SQLITE_BUSY_TIMEOUT_S}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+# scheme://user:PASSWORD@ anywhere in a text (a URI alone, an override, an error message).
+_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
+def redact(uri: str) -> str:
+    """The URI (or any text holding URIs) with every password replaced, safe to print or log."""
+    return _PASSWORD.sub(r"\g<keep>***@", uri)
+
+
+def display_uri(uri: str) -> str:
+    """The URI as a user would type it: no password, no SQLite timeout option."""
+    uri = redact(uri)
+    if uri.startswith("sqlite:"):
+        uri = re.sub(r"[?&]timeout=\d+$", "", uri)
+    return uri
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts of a local SQLite store live beside it, in artifacts/."""
+    db = sqlite_path(uri)
+    return (db.parent / "artifacts").as_uri() if db else None
+
+
+def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
+    """Open the store, create the experiment if needed; return (client, uri, experiment id)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_uri(tracking.uri)
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    experiment = _get_experiment(client.raw, tracking.experiment, uri)
+    if experiment is not None:
+        return client, uri, experiment.experiment_id
+    location = tracking.artifact_location or default_artifact_location(uri)
+    with _store_errors(uri):
+        try:
+            experiment_id = client.create_experiment(tracking.experiment, artifact_location=location)
+        except MlflowException:
+            # Another job created it between our lookup and create.
+            experiment_id = client.get_experiment_by_name(tracking.experiment).experiment_id
+    return client, uri, experiment_id
+
+
+def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, str]:  # noqa: F821
+    """An experiment that must already exist (commands over finished sweeps)."""
+    from mlflow import MlflowClient
+
+    uri = resolve_uri(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; run a sweep first or pass --tracking-uri")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = _get_experiment(client, name, uri)
+    if experiment is None:
+        known = [e.name for e in client.search_experiments()]
+        raise TrackingError(f"experiment: got {name!r}; expected one of {known} (in {display_uri(uri)})")
+    return client, uri, experiment.experiment_id
+
+
+def _get_experiment(client, name: str, uri: str):
+    """The experiment, or None; the store's first request, so a wrong URI fails in seconds."""
+    with _store_errors(uri), _fast_http():
+        return client.get_experiment_by_name(name)
+
+
+@contextlib.contextmanager
+def _store_errors(uri: str):
+    """Any store failure (unreachable server, bad database URL, permissions) as a TrackingError naming the URI."""
+    try:
+        yield
+    except Exception as err:
+        raise TrackingError(
+            f"tracking.uri: cannot use the MLflow store {redact(uri)!r}: {redact(str(err)).splitlines()[0]}"
+        ) from None
+
+
+class _fast_http:
+    """Within this block, MLflow HTTP requests neither retry nor wait long."""
+
+    SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_TIMEOUT_S)}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.SETTINGS}
+        for key, value in self.SETTINGS.items():
+            os.environ.setdefault(key, value)  # a user's own setting wins
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def is_transient(err: BaseException) -> bool:
+    """A store error worth retrying: a locked database, a dropped connection, a busy server."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        return err.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED") or "locked" in str(err)
+    return isinstance(err, (ConnectionError, TimeoutError)) or type(err).__module__.startswith("requests")
+
+
+class RetryingClient:
+    """An MlflowClient whose writes are retried on transient errors, so a trial's results
+    survive a locked SQLite database or a server restart. Lookups are not retried."""
+
+    WRITES = {
+        "create_run", "log_batch", "log_metric", "log_param", "set_tag", "set_terminated",
+        "update_run", "log_text", "log_figure", "log_artifact", "log_artifacts", "log_dict",
+    }
+
+    def __init__(self, client, retries: int = WRITE_RETRIES, first_wait_s: float = 1.0):
+        self.raw, self.retries, self.first_wait_s = client, retries, first_wait_s
+
+    def __getattr__(self, name):
+        method = getattr(self.raw, name)
+        if name not in self.WRITES:
+            return method
+
+        def retrying(*args, **kwargs):
+            for attempt in range(self.retries + 1):
+                try:
+                    return method(*args, **kwargs)
+                except Exception as err:
+                    if attempt == self.retries or not is_transient(err):
+                        raise
+                    wait = self.first_wait_s * 2**attempt
+                    print(f"[sweeplab] MLflow {name} failed ({short_reason(redact(str(err)))}); "
+                          f"retrying in {wait:g} s", flush=True)
+                    time.sleep(wait)
+
+        return retrying
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    """--experiment, --tracking-uri, --objective, --direction: what commands over a finished sweep share."""
+    p.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment of the sweep)")
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
+    )
+    p.add_argument("--objective", help="metric to rank and weight by (default: the sweep's tuner.objective)")
+    p.add_argument("--direction", choices=["max", "min"], help="default: the sweep's tuner.direction")

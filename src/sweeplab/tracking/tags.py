@@ -1,0 +1,12 @@
+"""Names of the tags sweeplab sets on MLflow runs (the run layout in the README)."""
+
+ROLE = "sweeplab.role"
+FAMILY = "sweeplab.family"
+TUNER = "sweeplab.tuner"
+TRIAL_ID = "sweeplab.trial_id"
+WORKER = "sweeplab.worker"
+SEARCH_KEY = "sweeplab.search_key"
+OVERRIDES = "sweeplab.overrides"
+METHOD = "sweeplab.ensemble_method"
+FAILURE = "sweeplab.failure"
+PARENT = "mlflow.parentRunId"
