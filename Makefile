@@ -15,10 +15,10 @@ STORE := $(CURDIR)/mlruns
 UI_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sweep test ui clean lock bench
+.PHONY: help setup sweep test browser ui tensorboard clean lock bench
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,17 @@ setup: $(STAMP) ## Create .venv and install the pinned dependencies
 sweep: $(STAMP) ## Run a named sweep from sweeps/ (SWEEP=default; extra Hydra overrides in ARGS="...")
 	$(BIN)/python -m sweeplab sweep=$(SWEEP) $(ARGS)
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) browser ## Run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+# tests/test_ui.py drives Debian's Chromium (Playwright's own browser download fails offline);
+# without it that test is skipped, so a failed install only warns.
+CHROMIUM := /usr/bin/chromium
+browser: ## Install Chromium for the browser test (apt-get, as root) when it is missing
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null \
+	    || echo "warning: apt-get install chromium failed; the browser test will be skipped" >&2; \
+	fi
 
 BENCH_STAMP := $(VENV)/.bench-$(LOCK_HASH)
 # Every benchmark under bench/ (memory.py and others join when they exist).
@@ -48,9 +57,20 @@ bench: $(BENCH_STAMP) ## Run the benchmarks under bench/ (side by side, ratios; 
 	  $(BIN)/python $$script $(ARGS) || exit 1; \
 	done
 
-ui: $(STAMP) ## Browse the local MLflow store at http://127.0.0.1:5000
-	@mkdir -p $(STORE)
-	$(UI_ENV) $(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db --host $(HOST) --port $(PORT) --workers 2
+# MLFLOW_TRACKING_URI, when set, picks the store: a SQLite one is served, a server has its own UI.
+ui: $(STAMP) ## Browse MLFLOW_TRACKING_URI, else the store under mlruns/, at http://127.0.0.1:5000
+	@[ -n "$$MLFLOW_TRACKING_URI" ] || mkdir -p $(STORE)
+	@uri="$${MLFLOW_TRACKING_URI:-sqlite:///$(STORE)/mlflow.db}"; \
+	$(BIN)/python -m sweeplab.tracking.ui --tracking-uri "$$uri" --local-ui http://$(HOST):$(PORT) || exit; \
+	case "$$uri" in http://*|https://*) exit 0;; esac; \
+	$(UI_ENV) exec $(BIN)/mlflow ui --backend-store-uri "$$uri" --host $(HOST) --port $(PORT) --workers 2
+
+# Trial logs of searches run with trainer.tensorboard=true: <state_dir>/<experiment>/<search>/tensorboard/<trial>.
+TB_LOGS ?= .sweeplab/tuner
+TB_PORT ?= 6006
+tensorboard: $(STAMP) ## Serve the per-trial TensorBoard logs (trainer.tensorboard=true) at http://127.0.0.1:6006
+	@mkdir -p $(TB_LOGS)
+	$(BIN)/tensorboard --logdir $(TB_LOGS) --host $(HOST) --port $(TB_PORT)
 
 lock: ## Re-resolve the dependencies and rewrite requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

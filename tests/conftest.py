@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,3 +59,43 @@ def _seed():
 
     random.seed(0)
     np.random.seed(0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list, port: int, log: Path, timeout_s: float = 120):
+    """Run `command` (a venv tool: mlflow ui, mlflow models serve...) until its /health answers;
+    stop it, and only it, by its process group when the block ends."""
+    bin_dir = Path(sys.executable).parent
+    # The venv's tools on PATH (mlflow models serve runs uvicorn from it); a clean stop on SIGTERM.
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log, "w") as out:
+        server = subprocess.Popen([str(bin_dir / command[0]), *map(str, command[1:])], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"{command[0]} exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{command[0]} not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

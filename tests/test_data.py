@@ -37,13 +37,34 @@ def test_wine_multi_has_two_inputs_and_two_heads_without_alcohol_as_input():
     assert 10 < dataset.train.y["alcohol"].mean() < 16
 
 
-def test_standardization_uses_train_statistics_only():
+def test_splits_hold_raw_inputs_and_standardization_uses_train_statistics_only():
     dataset = data.load(data_config("wine_multi"), seed=0)
-    train = dataset.train.inputs["chemistry"]
+    raw = dataset.train.inputs["chemistry"]
+    # The splits keep the values the data file holds (magnesium is in mg/l, ~100).
+    assert raw.max() > 50
+    mean, std = dataset.standardization["chemistry"]
+    np.testing.assert_allclose(mean, raw.mean(axis=0), rtol=1e-5)
+    train = dataset.standardized(dataset.train).inputs["chemistry"]
     np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(train.std(axis=0), 1, atol=1e-3)
-    # Val was scaled with train's statistics, so it is not exactly centred.
-    assert np.abs(dataset.val.inputs["chemistry"].mean(axis=0)).max() > 1e-3
+    # Val is scaled with train's statistics, so it is not exactly centred.
+    assert np.abs(dataset.standardized(dataset.val).inputs["chemistry"].mean(axis=0)).max() > 1e-3
+    assert data.load(data_config("wine_multi", standardize=False), seed=0).standardization == {}
+
+
+def test_the_model_standardizes_raw_inputs_itself():
+    """The first layer of every family does what `standardized` does, so logged models take raw inputs."""
+    from sweeplab.models.blocks import model_inputs
+
+    import keras
+
+    dataset = data.load(data_config("digits"), seed=0)
+    inputs, tensors = model_inputs(dataset)
+    scaled = keras.Model(inputs["image"], tensors["image"])(dataset.test.x)
+    expected = dataset.standardized(dataset.test).x
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scaled), expected, atol=1e-4)
+    # A pixel that is constant on train (std 1 stands in for 0) does not blow up on test.
+    assert np.isfinite(expected).all()
 
 
 def test_splits_are_stratified_and_seeded():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,7 +190,24 @@ def test_sweep_ends_with_an_ensemble_run(sweep):
     members = run.data.params["members"].split(",")
     assert [run.data.params[f"member_{i}.run_id"] for i in range(len(members))] == members
     artifacts = {a.path for a in sweep["client"].list_artifacts(run.info.run_id)}
-    assert {"model", "ensemble_weights.png"} <= artifacts
+    assert "ensemble_weights.png" in artifacts
+    # The model is the run's MLflow 3 logged model, its metrics linked to it.
+    (output,) = run.outputs.model_outputs
+    logged = sweep["client"].get_logged_model(output.model_id)
+    assert (logged.name, logged.source_run_id) == ("model", run.info.run_id)
+    linked = {m.key: m.value for m in logged.metrics or []}
+    assert linked["ensemble_test_accuracy"] == run.data.metrics["ensemble_test_accuracy"]
+
+
+def test_registered_version_lists_members_and_weights_and_holds_the_alias(sweep):
+    client = sweep["client"]
+    run = client.get_run(sweep["result"].ensemble_run_id)
+    version = client.get_model_version_by_alias(REGISTERED, "champion")
+    assert version.run_id == run.info.run_id
+    assert version.source == f"models:/{run.outputs.model_outputs[0].model_id}"
+    for i, weight in enumerate(_weights(run)):
+        assert f"{weight:.3f} x " in version.description
+        assert f"(run {run.data.params[f'member_{i}.run_id']})" in version.description
 
 
 def test_weights_are_non_negative_and_sum_to_one(sweep):
@@ -234,9 +253,14 @@ def test_each_build_registers_a_new_version(sweep):
     assert [v.run_id for v in versions] == [sweep["result"].ensemble_run_id]
     again = ensemble.build(client, sweep["result"].experiment_id, top_k=2, method="optimize",
                            registered_model=REGISTERED)
-    assert again.registered == f"{REGISTERED} version 2"
+    assert again.registered.startswith(f"{REGISTERED} version 2")
     assert {v.run_id for v in client.search_model_versions(f"name='{REGISTERED}'")} == {
         sweep["result"].ensemble_run_id, again.run_id}
+    # The alias moves only to a version that is better on validation.
+    first = client.get_run(sweep["result"].ensemble_run_id).data.metrics["ensemble_val_accuracy"]
+    champion = client.get_model_version_by_alias(REGISTERED, "champion")
+    assert int(champion.version) == (2 if again.val["accuracy"] > first else 1)
+    assert again.registered.endswith("(alias champion)") == (int(champion.version) == 2)
 
 
 def test_one_candidate_gets_all_the_weight(sweep):
@@ -252,9 +276,12 @@ def _copy_trial(client, source_run_id: str, experiment_id: str, arrays: dict, sc
     """A finished trial run holding `source`'s logged model and the given predictions."""
     from sweeplab.tracking import batches, tags
 
+    from sweeplab.tracking.logged_models import download_model, log_model
+
     run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "mlp"})
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifacts(run.info.run_id, client.download_artifacts(source_run_id, "model", tmp), "model")
+        source = download_model(client, client.get_run(source_run_id), Path(tmp) / "source")
+        log_model(client, experiment_id, run.info.run_id, lambda path, _: shutil.copytree(source, path), "keras")
     batches.log_bytes(client, run.info.run_id, predictions.to_bytes(arrays), predictions.ARTIFACT)
     batches.log_metrics(client, run.info.run_id, {"final_val_accuracy": score})
     client.set_terminated(run.info.run_id, "FINISHED")
@@ -296,7 +323,7 @@ def test_experiment_without_finished_trials_is_a_clear_error_and_logs_nothing(sw
     assert code == 2
     assert "has no finished trials with a final val_accuracy; nothing to ensemble" in capsys.readouterr().err
     assert _ensemble_runs(client, experiment_id) == []
-    assert client.search_registered_models(f"name='nothing-finished-ensemble'") == []
+    assert client.search_registered_models("name='nothing-finished-ensemble'") == []
 
 
 def test_ensemble_command_filters_by_family(sweep, capsys):
@@ -336,11 +363,11 @@ def test_multi_output_ensemble_model_averages_each_head(sweep):
     """Two real two-head nets as trials: the logged ensemble returns {head: weighted average}."""
     import keras
     import mlflow
-    from mlflow.models import infer_signature
 
+    from sweeplab.data.datasets import Split
     from sweeplab.ensemble import builder as ensemble
     from sweeplab.tracking import batches, tags
-    from sweeplab.data.datasets import Split
+    from sweeplab.tracking.logged_models import log_keras_model
 
     client = sweep["client"]
     experiment_id = client.create_experiment("two-heads")
@@ -362,10 +389,7 @@ def test_multi_output_ensemble_model_averages_each_head(sweep):
              "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
         )
         run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "multi_output"})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model")
-            mlflow.keras.save_model(net, path, signature=infer_signature(x[:5]), pip_requirements=["keras"])
-            client.log_artifacts(run.info.run_id, path, "model")
+        log_keras_model(client, experiment_id, run.info.run_id, net, x[:5])
         batches.log_bytes(client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)),
                            predictions.ARTIFACT)
         batches.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})

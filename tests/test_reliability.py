@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from sweeplab.data.checks import check_arrays
-from sweeplab.errors import AllTrialsFailedError, DataError, TrackingError
+from sweeplab.errors import DataError, TrackingError
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIAL = "sweeplab.role = 'trial'"
@@ -565,8 +565,9 @@ def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
         assert len(client.get_metric_history(trial.info.run_id, "val_loss")) == 2
         assert {"final_val_accuracy", "test_accuracy"} <= set(trial.data.metrics)
         paths = {a.path for a in client.list_artifacts(trial.info.run_id)}
-        assert {"model", "learning_curves.png", "model_summary.txt"} <= paths
-        assert "MLmodel" in {Path(a.path).name for a in client.list_artifacts(trial.info.run_id, "model")}
+        assert {"learning_curves.png", "model_summary.txt", "predictions.npz"} <= paths
+        (model,) = trial.outputs.model_outputs
+        assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
 
     # The same multirun again: each job finds its finished search and trains nothing.
     result = run_cli(args, tmp_path, timeout=500)

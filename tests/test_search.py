@@ -74,9 +74,17 @@ def test_each_trial_logs_its_artifacts(searched):
     result, _, client = searched
     child = _children(client, result)[0]
     top = {a.path for a in client.list_artifacts(child.info.run_id)}
-    assert {"model", "learning_curves.png", "model_summary.txt"} <= top
-    model_files = {a.path for a in client.list_artifacts(child.info.run_id, "model")}
-    assert {"model/MLmodel", "model/input_example.json"} <= model_files
+    assert {"learning_curves.png", "model_summary.txt", "predictions.npz"} <= top
+    # The model is the run's MLflow 3 logged model "model", with its final metrics linked to it.
+    (output,) = child.outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert (logged.name, logged.source_run_id, str(logged.status)) == ("model", child.info.run_id, "READY")
+    model_files = {a.path for a in client.list_logged_model_artifacts(logged.model_id)}
+    assert {"MLmodel", "input_example.json"} <= model_files
+    linked = {m.key: m for m in logged.metrics or []}
+    assert linked["test_accuracy"].value == child.data.metrics["test_accuracy"]
+    assert linked["test_accuracy"].dataset_name == "digits-test"
+    assert linked["final_val_accuracy"].dataset_name == "digits-val"
     parent_files = {a.path for a in client.list_artifacts(result.parent_run_id)}
     assert {"config.yaml", "search_progress.png"} <= parent_files
 

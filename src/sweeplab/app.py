@@ -50,17 +50,20 @@ def run(cfg, overrides: list[str] | None = None, build_ensemble: bool = True) ->
 def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = True) -> SearchResult:
     dataset, family = prepare(cfg)
     # TensorFlow and MLflow load only once the data fits the family and the objective.
+    from sweeplab.search.tensorflow_import import import_tensorflow_quietly
     from sweeplab.tracking.store import connect
 
+    import_tensorflow_quietly()
+
     client, uri, experiment_id = connect(cfg.tracking)
-    search_run, project = start_search_run(cfg, client, experiment_id, overrides)
+    search_run, project = start_search_run(cfg, client, experiment_id, overrides, dataset)
     tuner, stopped = search(cfg, dataset, family, search_run, project)
     summary = summarise(cfg, client, experiment_id, search_run.run_id, project, tuner)
-    check_outcome(project, summary, stopped, uri)
+    check_outcome(project, summary, stopped, uri, experiment_id)
     ensemble_run_id = None
     if cfg.ensemble.enabled and build_ensemble:
         ensemble_run_id = build_ensemble_of(cfg, client, experiment_id)
-    print(browse_hint(uri), flush=True)
+    print(browse_hint(uri, experiment_id), flush=True)
     best = summary.runs[0] if summary.runs else None
     return SearchResult(
         parent_run_id=search_run.run_id,
@@ -74,22 +77,36 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
     )
 
 
-def start_search_run(cfg: AppConfig, client, experiment_id: str, overrides: list[str]):
-    """(the search's parent run, its name): found again when the same search resumes."""
+def start_search_run(cfg: AppConfig, client, experiment_id: str, overrides: list[str], dataset):
+    """(the search's parent run, its name): found again when the same search resumes.
+
+    Keras Tuner's state belongs to the store its trials were logged to: when this
+    store has no run of the search (its `mlruns/` deleted, another `tracking.uri`),
+    state left on disk is stale and the search starts afresh.
+    """
     from omegaconf import OmegaConf
 
     from sweeplab.tracking import tags
     from sweeplab.tracking.batches import flatten
+    from sweeplab.tracking.lineage import log_dataset_inputs, split_datasets
     from sweeplab.tracking.runs import SearchRun
 
-    _, project = tuner_location(cfg)
+    directory, project = tuner_location(cfg)
     search_run = SearchRun(client, experiment_id, search_key(cfg.resolved), fresh=cfg.tuner.overwrite)
+    if not search_run.resumed and not cfg.tuner.overwrite and (Path(directory) / project).exists():
+        print(
+            f"[sweeplab] no run of search {project} in this MLflow store: its Keras Tuner state in "
+            f"{directory} belongs to another store; starting the search afresh",
+            flush=True,
+        )
     parent_id = search_run.start(
         name=project,
         tags={tags.FAMILY: cfg.family, tags.TUNER: cfg.tuner.kind.value, tags.OVERRIDES: " ".join(overrides)},
         params=flatten({k: v for k, v in cfg.resolved.items() if k != "tracking"}),
         config_yaml=OmegaConf.to_yaml(OmegaConf.create(cfg.resolved)),
     )
+    if not search_run.resumed:
+        log_dataset_inputs(client, parent_id, split_datasets(dataset))
     print(
         f"[sweeplab] {'resuming' if search_run.resumed else 'starting'} search {project} "
         f"(MLflow run {parent_id}, experiment {cfg.tracking.experiment!r})",
@@ -110,7 +127,10 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
     status = "FAILED"
     stopped = None
     try:
-        tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project)
+        # A search with no run in this store starts afresh (a new one, or stale state on disk).
+        tuner = tuning.make_tuner(
+            cfg, hypermodel, search_run, dataset, directory, project, overwrite=not search_run.resumed
+        )
         if cfg.tuner.workers > 1:
             chief.search(tuner, cfg.resolved, search_run.run_id, cfg.tuner.workers, Path(directory) / project)
         else:
@@ -173,11 +193,11 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
     return Summary(runs, failures, totals.get(f"best_{objective}"))
 
 
-def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str) -> None:
+def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str, experiment_id: str) -> None:
     """Raise when no trial finished or Keras Tuner gave up early (after saying where to look)."""
     if summary.runs and not stopped:
         return
-    print(browse_hint(uri), flush=True)
+    print(browse_hint(uri, experiment_id), flush=True)
     reasons = "; ".join(f"trial {t}: {r}" for t, r in summary.failures) or "no trial ran"
     if not summary.runs:
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
@@ -208,11 +228,11 @@ def finish_experiment(cfg: AppConfig) -> None:
     print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
     if cfg.ensemble.enabled:
         build_ensemble_of(cfg, client, experiment_id)
-    print(browse_hint(uri))
+    print(browse_hint(uri, experiment_id))
     sys.stdout.flush()
 
 
-def browse_hint(uri: str) -> str:
-    from sweeplab.tracking.store import display_uri
+def browse_hint(uri: str, experiment_id: str) -> str:
+    from sweeplab.tracking.ui import browse_hint as hint
 
-    return f"\nBrowse the runs: make ui   (or: mlflow ui --backend-store-uri '{display_uri(uri)}')"
+    return hint(uri, experiment_id)

@@ -12,6 +12,7 @@ _NOT_IDENTITY = {
     ("ensemble",),
     ("tuner", "overwrite"),
     ("tuner", "workers"),
+    ("trainer", "tensorboard"),
     ("state_dir",),
     ("leaderboard_rows",),
     ("compare_by",),

@@ -84,6 +84,8 @@ class TrainerConfig:
     steps_per_execution: int = 32
     tf_data: bool = True
     best_weights: str = "memory"
+    # One TensorBoard log directory per trial, also logged as the trial run's artifacts.
+    tensorboard: bool = False
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 

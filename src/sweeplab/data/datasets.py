@@ -1,18 +1,21 @@
-"""Data sets: load, split train / val / test (stratified, seeded), standardize.
+"""Data sets: load, split train / val / test (stratified, seeded), and the
+statistics that standardize the inputs.
 
 Every data set declares its named inputs (shapes) and targets (task, classes),
 so that each model family can adapt to it or refuse it before training.
-Standardization statistics come from the train split only, so nothing about
+Splits hold the inputs as the data file holds them: standardization is the
+model's own first layer (`models.blocks.model_inputs`), so a logged model takes
+raw inputs. Its statistics come from the train split only, so nothing about
 the validation or test data leaks into training.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sweeplab.data.loaders import LOADERS
+from sweeplab.data.loaders import LOADERS, origin
 from sweeplab.errors import DataError
 
 DATASETS = tuple(LOADERS)
@@ -71,6 +74,17 @@ class Dataset:
     test: Split
     inputs: list[Input]
     targets: list[Target]
+    # Input name -> (mean, std) per feature of the train split; empty when data.standardize is false.
+    standardization: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # A file path or a library loader: where the arrays came from.
+    source: str = ""
+
+    def standardized(self, split: Split) -> Split:
+        """`split`'s inputs as a model's layers see them after its standardization layer."""
+        return Split(
+            {k: _scale(v, *self.standardization[k]) if k in self.standardization else v for k, v in split.inputs.items()},
+            split.targets,
+        )
 
     @property
     def input_shape(self) -> tuple:
@@ -125,10 +139,9 @@ def load(cfg, seed: int) -> Dataset:
     strata = next((targets[t.name] for t in target_specs if t.task == "classification"), None)
     source = f"data.path={cfg.path}" if cfg.name in ("npz", "csv") else f"data {cfg.name!r}"
     train, val, test = split(inputs, targets, cfg.val_fraction, cfg.test_fraction, seed, strata, tasks, source)
-    if cfg.standardize:
-        train, val, test = standardize(train, val, test)
     input_specs = [Input(name, tuple(array.shape[1:])) for name, array in train.inputs.items()]
-    return Dataset(cfg.name, train, val, test, input_specs, target_specs)
+    statistics = train_statistics(train) if cfg.standardize else {}
+    return Dataset(cfg.name, train, val, test, input_specs, target_specs, statistics, origin(cfg))
 
 
 def _target_spec(name: str, values: np.ndarray, task: str, dataset: str) -> Target:
@@ -192,16 +205,18 @@ def split(
     return splits
 
 
-def standardize(train: Split, val: Split, test: Split) -> tuple[Split, Split, Split]:
-    """Scale every input feature with the train split's mean and std."""
+def train_statistics(train: Split) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each input feature's mean and std on the train split (std 1 where a feature is constant)."""
     stats = {}
     for name, x in train.inputs.items():
         std = x.std(axis=0)
-        stats[name] = (x.mean(axis=0), np.where(std > 0, std, 1.0))  # constant pixels stay 0
-    return tuple(
-        Split({k: ((v - stats[k][0]) / stats[k][1]).astype("float32") for k, v in s.inputs.items()}, s.targets)
-        for s in (train, val, test)
-    )
+        # A constant pixel stays 0 instead of being divided by 0.
+        stats[name] = (x.mean(axis=0).astype("float32"), np.where(std > 0, std, 1.0).astype("float32"))
+    return stats
+
+
+def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((x - mean) / std).astype("float32")
 
 
 def _single_or_dict(arrays: dict):

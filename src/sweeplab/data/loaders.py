@@ -63,7 +63,8 @@ def mnist(cfg):
     else:
         arrays = _read_npz(path, ("x_train", "y_train", "x_test", "y_test"), "data.path")
     # The fixed Keras split is pooled; our own seeded, stratified split replaces it.
-    x = np.concatenate([arrays["x_train"], arrays["x_test"]]).astype("float32")[..., np.newaxis] / 255.0
+    # Pixel values stay 0..255, as the file holds them: the model standardizes its own inputs.
+    x = np.concatenate([arrays["x_train"], arrays["x_test"]]).astype("float32")[..., np.newaxis]
     y = np.concatenate([arrays["y_train"], arrays["y_test"]]).astype("int64")
     return {"image": x}, {"digit": y}, {"digit": "classification"}
 
@@ -165,3 +166,12 @@ def _same_length(arrays: dict, path) -> None:
 
 # data.name -> loader; conf/data/<name>.yaml configures each.
 LOADERS = {"digits": digits, "wine_multi": wine_multi, "mnist": mnist, "npz": npz, "csv": csv}
+
+
+def origin(cfg) -> str:
+    """Where the data came from, as MLflow's dataset lineage records it: a file or a library loader."""
+    libraries = {"digits": "sklearn.datasets.load_digits", "wine_multi": "sklearn.datasets.load_wine"}
+    if cfg.name in libraries:
+        return libraries[cfg.name]
+    path = Path(cfg.path or "mnist.npz").expanduser()
+    return str(path.resolve()) if path.is_file() else "keras.datasets.mnist"

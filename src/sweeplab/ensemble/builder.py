@@ -12,7 +12,6 @@ pyfunc model under `model` and registered in the Model Registry.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from sweeplab.errors import EnsembleError
 from sweeplab.tracking.queries import DEFAULT_OBJECTIVE
 
-MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
+CHAMPION = "champion"  # the registry alias of the best ensemble version on validation
 
 
 @dataclass
@@ -94,19 +93,20 @@ def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, f
 
 
 def _download_member(client, run, folder: Path):
-    """(Predictions, path of the member's .keras file), or None if the trial lacks either."""
+    """(Predictions, path of the member's .keras file, its model folder), or None if the
+    trial lacks its predictions or a logged model."""
     from sweeplab.tracking import predictions
+    from sweeplab.tracking.logged_models import download_model
 
-    names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    if predictions.ARTIFACT not in names or "model" not in names:
+    if predictions.ARTIFACT not in {a.path for a in client.list_artifacts(run.info.run_id)}:
         return None
     target = folder / run.info.run_id
     target.mkdir(parents=True)
-    npz = client.download_artifacts(run.info.run_id, predictions.ARTIFACT, str(target))
-    model_dir = Path(client.download_artifacts(run.info.run_id, "model", str(target)))
-    keras_files = sorted(model_dir.rglob("*.keras"))
+    model_dir = download_model(client, run, target / "model")
+    keras_files = sorted(model_dir.rglob("*.keras")) if model_dir else []
     if not keras_files:
         return None
+    npz = client.download_artifacts(run.info.run_id, predictions.ARTIFACT, str(target))
     return predictions.Predictions.load(npz), keras_files[0], model_dir
 
 
@@ -203,7 +203,10 @@ def build(
             metrics={"ensemble_val": chosen.val_metrics, "ensemble_test": test,
                      "best_member_val": chosen.best_member_val_metrics, "best_member_test": best_test},
         )
-    registered = _register(client, run_id, registered_model) if registered_model else None
+    kept_members = [members[i] for i in kept]
+    registered = (
+        _register(client, run_id, registered_model, kept_members, objective, maximize) if registered_model else None
+    )
     return EnsembleResult(
         run_id=run_id,
         members=[members[i] for i in kept],
@@ -238,13 +241,15 @@ def _log(client, experiment_id, *, members, member_files, signature_source, head
             params.update({f"member_{i}.run_id": m.run_id, f"member_{i}.weight": f"{m.weight:.6f}",
                            f"member_{i}.family": m.family})
         log_params(client, run_id, params)
-        log_metrics(
-            client, run_id, {f"{prefix}_{name}": v for prefix, values in metrics.items() for name, v in values.items()}
-        )
         figure = ensemble_weights([m.label for m in members], [m.weight for m in members], "ensemble weights")
         client.log_figure(run_id, figure, "ensemble_weights.png")
         close(figure)
-        _log_model(client, run_id, members, member_files, signature_source, heads)
+        model_id = _log_model(client, experiment_id, run_id, members, member_files, signature_source, heads)
+        # After the model, so that its metrics are linked to it.
+        log_metrics(
+            client, run_id, {f"{prefix}_{name}": v for prefix, values in metrics.items() for name, v in values.items()},
+            model_id=model_id,
+        )
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -252,42 +257,62 @@ def _log(client, experiment_id, *, members, member_files, signature_source, head
     return run_id
 
 
-def _log_model(client, run_id, members, member_files, signature_source, heads) -> None:
-    """A pyfunc model from code (`pyfunc_model.py`) with the members' .keras files."""
-    import mlflow
+def _log_model(client, experiment_id, run_id, members, member_files, signature_source, heads) -> str:
+    """A `keras_average` pyfunc over the members' .keras files, as the run's logged model."""
     from mlflow.models import Model
 
-    from sweeplab.tracking.logged_models import model_requirements
+    from sweeplab.tracking.logged_models import log_model, save_average
 
     signature = Model.load(str(signature_source)).signature
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # The members' signature is reused, so MLflow's advice to add an input example does not apply.
-        warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
-        path = os.path.join(tmp, "model")
-        mlflow.pyfunc.save_model(
-            path,
-            python_model=str(MODEL_CODE),
-            artifacts={f"member_{i}": str(f) for i, f in enumerate(member_files)},
-            model_config={"weights": [m.weight for m in members], "heads": list(heads)},
-            signature=signature,
-            # Passing requirements avoids MLflow's slow inference subprocess.
-            pip_requirements=[f"mlflow=={mlflow.__version__}", *model_requirements()],
-        )
-        client.log_artifacts(run_id, path, "model")
+
+    def save(path, metadata):
+        with warnings.catch_warnings():
+            # The members' signature is reused, so MLflow's advice to add an input example does not apply.
+            warnings.filterwarnings("ignore", message=".*input example was not provided", category=UserWarning)
+            save_average(path, metadata, member_files, [m.weight for m in members], heads, signature)
+
+    return log_model(client, experiment_id, run_id, save, model_type="ensemble")
 
 
-def _register(client, run_id: str, name: str) -> str:
-    """A new version of registered model `name` pointing at the run's model."""
+def _register(client, run_id: str, name: str, members: list, objective: str, maximize: bool) -> str:
+    """A new version of registered model `name` for the run's logged model, described by its
+    members and weights; the `champion` alias moves to it when it beats the champion on validation."""
     from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
     try:
         client.create_registered_model(name, description="sweeplab ensembles (weighted averages of trials)")
     except MlflowException as err:
-        if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
+        if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    source = f"{client.get_run(run_id).info.artifact_uri}/model"
-    version = client.create_model_version(name, source=source, run_id=run_id)
-    return f"{name} version {version.version}"
+    run = client.get_run(run_id)
+    model_id = run.outputs.model_outputs[0].model_id
+    description = f"Weighted average of {len(members)} trial model(s), weights chosen on validation ({objective}):\n"
+    description += "\n".join(f"- {m.weight:.3f} x {m.label} (run {m.run_id})" for m in members)
+    version = client.create_model_version(
+        name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id, description=description
+    )
+    label = f"{name} version {version.version}"
+    if _beats_champion(client, name, run, objective, maximize):
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        label += f" (alias {CHAMPION})"
+    return label
+
+
+def _beats_champion(client, name: str, run, objective: str, maximize: bool) -> bool:
+    """True when no version holds the alias yet, or this run's validation score is better than its."""
+    from mlflow.exceptions import MlflowException
+
+    key = f"ensemble_val_{objective.removeprefix('val_')}"
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return True
+    best = client.get_run(champion.run_id).data.metrics.get(key)
+    mine = run.data.metrics.get(key)
+    if best is None or mine is None:
+        return mine is not None
+    return mine > best if maximize else mine < best
 
 
 def build_for_search(cfg, client, experiment_id: str) -> EnsembleResult:

@@ -31,27 +31,41 @@ def classification_head(x, num_classes: int, activation: str, name: str = "outpu
     return layers.Dense(num_classes, activation=activation, name=name)(x)
 
 
-def model_inputs(dataset) -> dict:
-    """One named keras.Input per input the data set declares."""
+def model_inputs(dataset) -> tuple[dict, dict]:
+    """(one named keras.Input per input the data set declares, the tensors a family builds on).
+
+    Inputs arrive as the data file holds them; when the data set carries train
+    statistics, each is standardized by the model's own first layer, so a logged
+    model needs no preprocessing outside it.
+    """
     import keras
+    import numpy as np
+    from keras import layers
 
-    return {i.name: keras.Input(shape=i.shape, name=i.name) for i in dataset.inputs}
+    inputs = {i.name: keras.Input(shape=i.shape, name=i.name) for i in dataset.inputs}
+    tensors = dict(inputs)
+    for name, (mean, std) in dataset.standardization.items():
+        every_feature = tuple(range(1, len(inputs[name].shape)))
+        scale = layers.Normalization(axis=every_feature, mean=mean, variance=np.square(std), name=f"{name}_scaling")
+        tensors[name] = scale(inputs[name])
+    return inputs, tensors
 
 
-def flat_features(inputs: dict, standardize_with=None):
-    """Every input flattened, several merged with `concatenate` (dense families).
+def flat_features(tensors: dict, dataset=None):
+    """Every input tensor flattened, several merged with `concatenate` (dense families).
 
-    standardize_with: the train Split; when given, a Normalization layer adapted
-    on it standardizes each input inside the model.
+    dataset: when given, a Normalization layer adapted on its train split (as the
+    layer sees it) standardizes each input again, as a searched choice of a family.
     """
     from keras import layers
 
+    seen = dataset.standardized(dataset.train) if dataset is not None else None
     parts = []
-    for name, tensor in inputs.items():
+    for name, tensor in tensors.items():
         x = layers.Flatten(name=f"{name}_flatten")(tensor) if len(tensor.shape) > 2 else tensor
-        if standardize_with is not None:
+        if seen is not None:
             norm = layers.Normalization(name=f"{name}_standardize")
-            train = standardize_with.inputs[name]
+            train = seen.inputs[name]
             norm.adapt(train.reshape(len(train), -1))
             x = norm(x)
         parts.append(x)

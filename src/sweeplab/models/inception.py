@@ -46,8 +46,8 @@ def build(values: dict, dataset, cfg: Config):
     from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, model_inputs, output_heads, single_image
 
-    inputs = model_inputs(dataset)
-    x = single_image(inputs, dataset, "inception")
+    inputs, tensors = model_inputs(dataset)
+    x = single_image(tensors, dataset, "inception")
     for m in range(values["modules"]):
         x = inception_module(x, values["filters"], values["batch_norm"], values["pooling"], values["activation"], f"inception{m + 1}")
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)

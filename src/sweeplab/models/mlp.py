@@ -33,8 +33,8 @@ def build(values: dict, dataset, cfg: Config):
     from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
-    inputs = model_inputs(dataset)
-    x = flat_features(inputs, dataset.train if values["standardize_inputs"] else None)
+    inputs, tensors = model_inputs(dataset)
+    x = flat_features(tensors, dataset if values["standardize_inputs"] else None)
     for i in range(values["layers"]):
         x = dense_block(
             x,

@@ -85,9 +85,9 @@ def build(values: dict, dataset, cfg: Config):
     from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
     spec = variant_spec(values["variant"] if values.get("variant") is not None else cfg.variant)
-    inputs = model_inputs(dataset)
+    inputs, tensors = model_inputs(dataset)
     # Standardization is part of every variant, adapted on the train split.
-    x = flat_features(inputs, standardize_with=dataset.train)
+    x = flat_features(tensors, dataset)
     for i in range(spec.hidden_layers):
         x = dense_block(
             x,

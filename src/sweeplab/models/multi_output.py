@@ -65,9 +65,9 @@ def build(values: dict, dataset, cfg: Config):
     from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, dense_block, flat_features, model_inputs, output_heads
 
-    inputs = model_inputs(dataset)
-    main, *auxiliary = inputs
-    x = flat_features({main: inputs[main]})
+    inputs, tensors = model_inputs(dataset)
+    main, *auxiliary = tensors
+    x = flat_features({main: tensors[main]})
     for i in range(values["layers"]):
         x = dense_block(
             x,
@@ -79,6 +79,6 @@ def build(values: dict, dataset, cfg: Config):
             name=f"trunk{i + 1}",
         )
         if i == 0 and auxiliary:
-            x = layers.Concatenate(name="merge_auxiliary")([x, flat_features({a: inputs[a] for a in auxiliary})])
+            x = layers.Concatenate(name="merge_auxiliary")([x, flat_features({a: tensors[a] for a in auxiliary})])
     outputs = output_heads(x, resolve_heads(dataset, cfg))
     return keras.Model(as_model_inputs(inputs), outputs, name="multi_output")

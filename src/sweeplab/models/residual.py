@@ -41,9 +41,9 @@ def build(values: dict, dataset, cfg: Config):
     from sweeplab.data.heads import resolve_heads
     from sweeplab.models.blocks import as_model_inputs, flat_features, model_inputs, output_heads
 
-    inputs = model_inputs(dataset)
+    inputs, tensors = model_inputs(dataset)
     on_images = len(dataset.inputs) == 1 and dataset.inputs[0].is_image
-    x = next(iter(inputs.values())) if on_images else flat_features(inputs)
+    x = next(iter(tensors.values())) if on_images else flat_features(tensors)
     for b in range(values["blocks"]):
         name = f"block{b + 1}"
         if on_images:

@@ -67,11 +67,14 @@ def eval_data(split, trainer):
     )
 
 
-def callbacks(trainer) -> list:
-    """Callbacks every fit gets (Keras Tuner copies them for each trial)."""
+def callbacks(trainer, tensorboard_dir=None) -> list:
+    """Callbacks every fit gets (Keras Tuner copies them for each trial, and gives
+    a TensorBoard callback a log directory of each trial's own under `tensorboard_dir`)."""
     import keras
 
     result = []
+    if trainer.tensorboard:
+        result.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
     stopping = trainer.early_stopping
     if stopping.enabled:
         result.append(

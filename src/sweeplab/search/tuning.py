@@ -10,6 +10,7 @@ logged with the curves and the model summary.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
 import keras_tuner as kt
@@ -18,8 +19,11 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import short_reason
 from sweeplab.search import graph_memory, training
-from sweeplab.tracking import plots, predictions
+from sweeplab.tracking import lineage, plots, predictions
 from sweeplab.tracking.runs import SearchRun, TrialRun
+
+# Under the search's folder: Keras Tuner writes each trial's TensorBoard logs to <trial id>/.
+TENSORBOARD = "tensorboard"
 
 TUNERS = {
     "random": kt.RandomSearch,
@@ -56,6 +60,7 @@ class TrackedTrials:
         self.dataset = dataset
         self.family_name = family_name
         self.log_models = log_models
+        self.lineage = lineage.split_datasets(dataset)  # the splits as MLflow datasets, digested once
         self._trial_run: TrialRun | None = None
         self._model = None
         self._best: BestEpochInMemory | None = None
@@ -64,7 +69,9 @@ class TrackedTrials:
 
     def run_trial(self, trial, *args, **kwargs):
         values = dict(trial.hyperparameters.values)
-        self._trial_run = TrialRun(self.search_run, trial.trial_id, self.family_name, values, self.worker)
+        self._trial_run = TrialRun(
+            self.search_run, trial.trial_id, self.family_name, values, self.worker, datasets=self.lineage
+        )
         self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
@@ -127,6 +134,8 @@ class TrackedTrials:
                 scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
             metrics.update({prefix + k: v for k, v in scores.items()})
         metrics["param_count"] = model.count_params()
+        if self.log_models:  # first, so that the final metrics link to the logged model
+            run.log_model(model, data.test.take(5).x)
         run.log_results(metrics)
 
         figure = plots.learning_curves(run.epochs.history, f"trial {trial.trial_id}")
@@ -137,8 +146,9 @@ class TrackedTrials:
         run.log_text("\n".join(lines), "model_summary.txt")
         # Saved once so that ensembles never recompute them.
         run.log_bytes(predictions.to_bytes(predictions.collect(model, data)), predictions.ARTIFACT)
-        if self.log_models:
-            run.log_model(model, data.test.take(5).x)
+        tensorboard = Path(self.project_dir) / TENSORBOARD / trial.trial_id
+        if tensorboard.is_dir():
+            run.log_artifacts(str(tensorboard), TENSORBOARD)
 
 
 class BestEpochInMemory(SaveBestEpoch):
@@ -157,10 +167,12 @@ class BestEpochInMemory(SaveBestEpoch):
 
 
 def make_tuner(
-    cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str, worker: str | None = None
+    cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str, worker: str | None = None,
+    overwrite: bool = False,
 ):
     """The configured Keras Tuner class, with trial tracking mixed in; `worker`
-    names the worker process that trains its trials, if any."""
+    names the worker process that trains its trials, if any; `overwrite` starts
+    the search's Keras Tuner state afresh."""
     base = TUNERS[cfg.tuner.kind.value]
     tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base), {})
     t = cfg.tuner
@@ -170,7 +182,7 @@ def make_tuner(
         seed=t.seed,
         executions_per_trial=t.executions_per_trial,
         max_consecutive_failed_trials=t.max_consecutive_failed_trials,
-        overwrite=t.overwrite,
+        overwrite=overwrite,
         directory=directory,
         project_name=project_name,
     )
@@ -194,7 +206,8 @@ def search(tuner, cfg, dataset) -> None:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.trainer.tf_data:
         train, val = training.fit_data(dataset, cfg.trainer, cfg.seed)
-        data = dict(x=train, validation_data=val)
+        # The pipeline shuffles every epoch itself.
+        data = dict(x=train, validation_data=val, shuffle=False)
     else:
         data = dict(
             x=dataset.train.x,
@@ -206,7 +219,7 @@ def search(tuner, cfg, dataset) -> None:
     tuner.search(
         **data,
         epochs=cfg.trainer.epochs,
-        callbacks=training.callbacks(cfg.trainer),
+        callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
         verbose=cfg.trainer.verbose,
     )
 

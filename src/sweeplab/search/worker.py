@@ -40,6 +40,10 @@ def main(config_file: str) -> int:
     _die_with_parent()
     from omegaconf import OmegaConf
 
+    from sweeplab.search.tensorflow_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+
     from sweeplab.config.validation import validate
     from sweeplab.search import tuning
     from sweeplab.search.preparation import prepare, tuner_location
@@ -47,8 +51,6 @@ def main(config_file: str) -> int:
     from sweeplab.tracking.store import connect
 
     cfg = validate(OmegaConf.load(config_file))
-    # The search already started over if asked to; a worker must not wipe its state.
-    cfg.tuner.overwrite = False
     _use_my_share_of_cores()
     dataset, family = prepare(cfg, quiet=True)
     client, _uri, experiment_id = connect(cfg.tracking)
@@ -56,6 +58,7 @@ def main(config_file: str) -> int:
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
     directory, project = tuner_location(cfg)
     worker = os.environ["KERASTUNER_TUNER_ID"]
+    # The search already started over if it had to; a worker never wipes its state.
     tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project, worker=worker)
     try:
         tuning.search(tuner, cfg, dataset)

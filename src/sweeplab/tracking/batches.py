@@ -32,12 +32,19 @@ def log_params(client, run_id: str, params: dict) -> None:
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
 
-def log_metrics(client, run_id: str, metrics: dict, step: int = 0, timestamp_ms: int | None = None) -> None:
-    """Every metric in one `log_batch`."""
+def log_metrics(
+    client, run_id: str, metrics: dict, step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None,
+    dataset=None,
+) -> None:
+    """Every metric in one `log_batch`; linked to a logged model and the (MLflow) dataset
+    it was measured on, when given."""
     from mlflow.entities import Metric
 
     now = timestamp_ms or int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    data = dict(dataset_name=dataset.name, dataset_digest=dataset.digest) if dataset is not None else {}
+    client.log_batch(
+        run_id, metrics=[Metric(k, float(v), now, step, model_id=model_id, **data) for k, v in metrics.items()]
+    )
 
 
 def log_bytes(client, run_id: str, data: bytes, path: str) -> None:

@@ -1,18 +1,71 @@
-"""Trained Keras models as MLflow models, under a run's artifact path `model`.
+"""Models as MLflow 3 logged models: each is the logged model `model` of its
+run (listed in the experiment's Models tab, loadable as `runs:/<run id>/model`
+or `models:/<model id>`), and the metrics logged with its id are linked to it.
 
-A single-output model uses MLflow's keras flavor; a model with several named
-outputs is a pyfunc (`multi_head_model.py`) that returns every head. The
-requirements are passed, so MLflow never infers them (a slow subprocess).
+A single-output Keras model uses MLflow's keras flavor; anything with several
+heads, and every ensemble, is a `keras_average` pyfunc. The requirements are
+passed, so MLflow never infers them (a slow subprocess).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
+
+NAME = "model"  # the artifact path users load: runs:/<run id>/model
+AVERAGE_CODE = Path(__file__).with_name("keras_average.py")
 
 
-def log_keras_model(client, run_id: str, model, input_example) -> None:
-    """The trained Keras model under artifact path `model` (MLflow's keras flavor)."""
+def log_model(client, experiment_id: str, run_id: str, save, model_type: str) -> str:
+    """Log what `save(path, mlflow_model)` writes as the run's logged model; return its id."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    logged = client.create_logged_model(experiment_id, name=NAME, source_run_id=run_id, model_type=model_type)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, NAME)
+            metadata = Model(
+                artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id,
+                model_uuid=logged.model_id,
+            )
+            save(path, metadata)
+            client.log_model_artifacts(logged.model_id, path)
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged.model_id
+
+
+def model_id_of(client, run) -> str | None:
+    """The id of `run`'s logged model `model`, or None (a run logged without a model)."""
+    ids = [output.model_id for output in (run.outputs.model_outputs if run.outputs else [])]
+    for model_id in ids:
+        if client.get_logged_model(model_id).name == NAME:
+            return model_id
+    return None
+
+
+def download_model(client, run, destination: Path) -> Path | None:
+    """`run`'s logged model downloaded into `destination`, or None when it has none."""
+    import mlflow
+
+    model_id = model_id_of(client, run)
+    if model_id is None:
+        return None
+    destination.mkdir(parents=True, exist_ok=True)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_id}", dst_path=str(destination), tracking_uri=client.tracking_uri
+        )
+    )
+
+
+def log_keras_model(client, experiment_id: str, run_id: str, model, input_example) -> str:
+    """A trained trial model; returns the logged model's id."""
     import keras
     import mlflow
     from mlflow.models import infer_signature
@@ -21,42 +74,44 @@ def log_keras_model(client, run_id: str, model, input_example) -> None:
     output = keras.tree.map_structure(keras.ops.convert_to_numpy, model(input_example, training=False))
     signature = infer_signature(input_example, output)
     if isinstance(output, dict):
-        _log_multi_head_model(client, run_id, model, input_example, signature)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model")
-        # mlflow.keras writes the input example before creating the folder.
-        os.makedirs(path)
-        mlflow.keras.save_model(
-            model,
-            path,
-            signature=signature,
-            input_example=input_example,
-            # Passing requirements avoids MLflow's slow inference subprocess.
-            pip_requirements=model_requirements(),
-        )
-        client.log_artifacts(run_id, path, "model")
+
+        def save(path, metadata):
+            keras_file = os.path.join(os.path.dirname(path), "model.keras")
+            model.save(keras_file)
+            save_average(path, metadata, [keras_file], [1.0], list(output), signature, input_example)
+
+    else:
+
+        def save(path, metadata):
+            # mlflow.keras writes the input example before creating the folder.
+            os.makedirs(path)
+            mlflow.keras.save_model(
+                model, path, mlflow_model=metadata, signature=signature, input_example=input_example,
+                pip_requirements=model_requirements(),
+            )
+
+    return log_model(client, experiment_id, run_id, save, model_type="keras")
 
 
-def _log_multi_head_model(client, run_id: str, model, input_example, signature) -> None:
-    """Several named outputs: a pyfunc that returns every head (see multi_head_model.py)."""
+def save_average(path, metadata, keras_files, weights, heads, signature, input_example=None) -> None:
+    """A `keras_average` pyfunc over `keras_files` with `weights`, returning `heads`."""
     import mlflow
 
-    from sweeplab.tracking import multi_head_model
+    mlflow.pyfunc.save_model(
+        path,
+        python_model=str(AVERAGE_CODE),
+        artifacts={f"member_{i}": str(f) for i, f in enumerate(keras_files)},
+        model_config={"weights": list(weights), "heads": list(heads), "inputs": named_inputs(signature)},
+        signature=signature,
+        input_example=input_example,
+        mlflow_model=metadata,
+        pip_requirements=[f"mlflow=={mlflow.__version__}", *model_requirements()],
+    )
 
-    with tempfile.TemporaryDirectory() as tmp:
-        keras_file = os.path.join(tmp, "model.keras")
-        model.save(keras_file)
-        path = os.path.join(tmp, "model")
-        mlflow.pyfunc.save_model(
-            path,
-            python_model=multi_head_model.__file__,
-            artifacts={"keras_model": keras_file},
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=model_requirements(),
-        )
-        client.log_artifacts(run_id, path, "model")
+
+def named_inputs(signature) -> list[str]:
+    """The input names of a multi-input model's signature; [] for one unnamed input."""
+    return [name for name in signature.inputs.input_names() if isinstance(name, str)]
 
 
 def model_requirements() -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sweeplab.tracking.batches import log_bytes, log_metrics, log_params
 from sweeplab.tracking.epochs import EpochLogger
+from sweeplab.tracking.lineage import log_dataset_inputs
 from sweeplab.tracking.queries import trial_runs
 from sweeplab.tracking.store import redact
 from sweeplab.tracking.tags import FAILURE, FAMILY, PARENT, ROLE, SEARCH_KEY, TRIAL_ID, WORKER
@@ -67,18 +68,35 @@ class SearchRun:
 class TrialRun:
     """The child run of one Keras Tuner trial."""
 
-    def __init__(self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None):
+    # Final metrics by prefix -> the split (lineage dataset) they were measured on.
+    SPLIT_OF = {"final_val_": "val", "test_": "test"}
+
+    def __init__(
+        self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None,
+        datasets: dict | None = None,
+    ):
         self.client = search.client
+        self.experiment_id = search.experiment_id
+        self.datasets = datasets or {}
+        self.model_id: str | None = None
         tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family}
         if worker:
             tags[WORKER] = worker
         run = self.client.create_run(search.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
         self.run_id = run.info.run_id
         log_params(self.client, self.run_id, {k: str(v) for k, v in values.items()})
+        if self.datasets:
+            log_dataset_inputs(self.client, self.run_id, self.datasets)
         self.epochs = EpochLogger(self.client, self.run_id)
 
     def log_results(self, metrics: dict) -> None:
-        log_metrics(self.client, self.run_id, metrics)
+        """Final metrics, each linked to the logged model (if any) and to the split it was measured on."""
+        groups: dict[str | None, dict] = {}
+        for key, value in metrics.items():
+            split = next((s for prefix, s in self.SPLIT_OF.items() if key.startswith(prefix)), None)
+            groups.setdefault(split, {})[key] = value
+        for split, values in groups.items():
+            log_metrics(self.client, self.run_id, values, model_id=self.model_id, dataset=self.datasets.get(split))
 
     def log_text(self, text: str, path: str) -> None:
         self.client.log_text(self.run_id, text, path)
@@ -89,11 +107,14 @@ class TrialRun:
     def log_bytes(self, data: bytes, path: str) -> None:
         log_bytes(self.client, self.run_id, data, path)
 
+    def log_artifacts(self, folder: str, path: str) -> None:
+        self.client.log_artifacts(self.run_id, folder, path)
+
     def log_model(self, model, input_example) -> None:
-        """The trained Keras model under artifact path `model`."""
+        """The trained Keras model as the run's logged model `model`; metrics logged after it link to it."""
         from sweeplab.tracking.logged_models import log_keras_model
 
-        log_keras_model(self.client, self.run_id, model, input_example)
+        self.model_id = log_keras_model(self.client, self.experiment_id, self.run_id, model, input_example)
 
     def finish(self) -> None:
         self.epochs.flush()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import re
 import time
@@ -68,19 +69,30 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from sweeplab.tracking.tags import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    # "Creating initial MLflow database tables..." is MLflow's business, not the user's.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     uri = resolve_uri(tracking.uri)
     db = sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = RetryingClient(MlflowClient(tracking_uri=uri))
+    # Tagged as machine-learning work (the UI's experiment kind), not a GenAI app: see tracking/ui.py.
     experiment = _get_experiment(client.raw, tracking.experiment, uri)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            # Made by an older sweeplab (it is about to hold sweeplab runs anyway); a kind already set stays.
+            with _store_errors(uri):
+                client.raw.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return client, uri, experiment.experiment_id
     location = tracking.artifact_location or default_artifact_location(uri)
     with _store_errors(uri):
         try:
-            experiment_id = client.create_experiment(tracking.experiment, artifact_location=location)
+            experiment_id = client.create_experiment(
+                tracking.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except MlflowException:
             # Another job created it between our lookup and create.
             experiment_id = client.get_experiment_by_name(tracking.experiment).experiment_id

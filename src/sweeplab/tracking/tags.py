@@ -10,3 +10,6 @@ OVERRIDES = "sweeplab.overrides"
 METHOD = "sweeplab.ensemble_method"
 FAILURE = "sweeplab.failure"
 PARENT = "mlflow.parentRunId"
+# The experiment's kind as the UI reads and sets it ("Machine learning", not "GenAI apps & agents").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
