@@ -1,12 +1,15 @@
-"""Does memory stay flat across the trials of one search?
+"""Does memory stay flat across the trials of one search, and across searches?
 
 Runs one random search of many tiny trials in this process (real Keras Tuner,
 real MLflow store in a temporary folder) and reads the process's resident memory
 after every trial. Prints peak RSS after trial `--early` and after the last
-trial, and their ratio; exits 1 if growth exceeds `--max-growth`.
+trial, and their ratio. Then runs `--searches` more searches one after another
+in the same process, as a multirun does, and prints peak RSS after the first
+and after the last of them (and the objects left frozen out of the garbage
+collector, which must be none). Exits 1 if either growth exceeds `--max-growth`.
 
-    PYTHONPATH=src python bench/memory.py                # 50 trials, compare 5 vs 50
-    PYTHONPATH=src python bench/memory.py --trials 12 --early 3 --epochs 1   # quick check
+    PYTHONPATH=src python bench/memory.py                # 50 trials, compare 5 vs 50; then 3 searches
+    PYTHONPATH=src python bench/memory.py --trials 12 --early 3 --epochs 1 --searches 2   # quick check
 
 Keras Tuner users report RAM growing across trials (keras-tuner #873, #1031):
 this is the number to watch when the trial loop changes.
@@ -15,6 +18,7 @@ this is the number to watch when the trial loop changes.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -41,6 +45,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--log-models", action="store_true", help="also log each trial's model (slower)")
     parser.add_argument("--max-growth", type=float, default=0.10, help="allowed peak RSS growth, as a fraction")
+    parser.add_argument("--searches", type=int, default=3, help="searches in one process, as a multirun (0: skip)")
+    parser.add_argument("--search-trials", type=int, default=5, help="trials of each of those searches")
     args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
     if not 1 <= args.early < args.trials:
         parser.error("--early must be between 1 and --trials - 1")
@@ -64,15 +70,16 @@ def main() -> int:
 
     tuning.TrackedTrials.run_trial = measured  # measure, change nothing else
 
-    with tempfile.TemporaryDirectory() as tmp:
+    def search(tmp: str, trials: int, seed: int) -> None:
         overrides = [
             f"tracking.uri=sqlite:///{tmp}/mlruns/mlflow.db",
             f"state_dir={tmp}/state",
             "tracking.experiment=bench-memory",
             f"tracking.log_models={str(args.log_models).lower()}",
-            f"tuner.max_trials={args.trials}",
+            f"tuner.max_trials={trials}",
+            f"tuner.seed={seed}",  # another seed: another search
             # Retrying the same point is not what we measure: let every trial be new.
-            f"tuner.max_consecutive_failed_trials={args.trials}",
+            f"tuner.max_consecutive_failed_trials={trials}",
             f"trainer.epochs={args.epochs}",
             "trainer.verbose=0",
             "leaderboard_rows=3",
@@ -80,20 +87,36 @@ def main() -> int:
         ]
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
-        started = time.monotonic()
         app.run(cfg, overrides)
-        elapsed = time.monotonic() - started
 
-    if len(samples) < args.trials:
-        print(f"[memory] only {len(samples)} trials ran (the space may be smaller than --trials)")
-        return 1
-    early, last = samples[args.early - 1][1], samples[-1][1]
-    ratio = last / early
-    print(
-        f"\npeak RSS after trial {args.early}: {early:.1f} MiB; after trial {len(samples)}: {last:.1f} MiB; "
-        f"ratio {ratio:.3f} (limit {1 + args.max_growth:.2f}); {elapsed:.0f} s"
-    )
-    return 0 if ratio <= 1 + args.max_growth else 1
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        search(tmp, args.trials, seed=1)
+        elapsed = time.monotonic() - started
+        if len(samples) < args.trials:
+            print(f"[memory] only {len(samples)} trials ran (the space may be smaller than --trials)")
+            return 1
+        early, last = samples[args.early - 1][1], samples[-1][1]
+        ratio = last / early
+        print(
+            f"\npeak RSS after trial {args.early}: {early:.1f} MiB; after trial {len(samples)}: {last:.1f} MiB; "
+            f"ratio {ratio:.3f} (limit {1 + args.max_growth:.2f}); {elapsed:.0f} s"
+        )
+        ok = ratio <= 1 + args.max_growth
+        ends = []
+        for index in range(args.searches):
+            search(tmp, args.search_trials, seed=100 + index)
+            ends.append(rss_mb()[1])
+            print(f"[memory] search {index + 1} of {args.searches}: peak {ends[-1]:7.1f} MiB, "
+                  f"{gc.get_freeze_count()} objects left frozen", flush=True)
+            ok = ok and gc.get_freeze_count() == 0
+        if args.searches > 1:
+            across = ends[-1] / ends[0]
+            print(f"peak RSS after search 1: {ends[0]:.1f} MiB; after search {args.searches}: {ends[-1]:.1f} MiB; "
+                  f"ratio {across:.3f} (limit {1 + args.max_growth:.2f})")
+            ok = ok and across <= 1 + args.max_growth
+    print(f"ratios: trials {ratio:.3f}" + (f", searches {across:.3f}" if args.searches > 1 else ""))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Every arm trains with sweeplab's own training path (same model code, same
 compile, same tf.data feed, early stopping), so only the search algorithm
 differs. Optuna lives in the bench-only extra (`pip install -e '.[bench]'`);
 without it the TPE arm is skipped with a message. Optuna uses in-memory
-storage (see DESIGN.md, Known traps).
+storage: its SQLite storage has broken under SQLAlchemy 2.1 in releases a
+resolver may pick, and nothing here needs a study to outlive the process.
 
 Reported per arm, averaged over seeds: best validation accuracy, test
 accuracy of that best trial, trials run, search wall time, and the time until

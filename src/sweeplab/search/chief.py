@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,17 +24,12 @@ WORKER_PREFIX = "worker"
 CONFIG_FILE = "workers-config.yaml"
 ENV_PARENT = "SWEEPLAB_PARENT_RUN_ID"
 ENV_WORKERS = "SWEEPLAB_WORKERS"
+ENV_TRACKING_URI = "SWEEPLAB_TRACKING_URI"
 _INTERRUPT_GRACE_S = 60
 
 
 class WorkerFailedError(RuntimeError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir: Path) -> None:
@@ -45,15 +39,20 @@ def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir:
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
     from omegaconf import OmegaConf
 
+    from sweeplab.search.oracle_auth import ENV_TOKEN, TokenCheck, search_token
+    from sweeplab.tracking.store import redact, resolve_uri
+
     project_dir.mkdir(parents=True, exist_ok=True)
     config_file = project_dir / CONFIG_FILE
-    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    # No secret on disk: the workers get the store's URI and the oracle's token from their environment.
+    config_file.write_text(redact(OmegaConf.to_yaml(OmegaConf.create(resolved))))
     tuner.save()
 
-    port = _free_port()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + 1))
+    token = search_token()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + 1), interceptors=[TokenCheck(token)])
     protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(tuner.oracle), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    # Port 0: the system picks a free port and gRPC reports it (no window for another process to take it).
+    port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"[sweeplab] {workers} trial workers, oracle on 127.0.0.1:{port}", flush=True)
     procs = []
@@ -66,6 +65,8 @@ def search(tuner, resolved: dict, parent_run_id: str, workers: int, project_dir:
                 "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}",
                 ENV_PARENT: parent_run_id,
                 ENV_WORKERS: str(workers),
+                ENV_TRACKING_URI: resolve_uri(resolved["tracking"]["uri"]),
+                ENV_TOKEN: token,
             }
             procs.append(
                 subprocess.Popen([sys.executable, "-m", "sweeplab.search.worker", str(config_file)], env=env)

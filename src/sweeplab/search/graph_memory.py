@@ -14,7 +14,7 @@ Keras Tuner runs a full `gc.collect()` before every trial, and Keras'
 `clear_session()` another: with TensorFlow, Keras and MLflow loaded each one
 scans about half a million objects (0.3 s). Objects that are alive when the
 search starts (modules, the data) stay alive, so they are moved out of the
-collector's reach and those collections only scan what trials create.
+collector's reach for the search, and those collections only scan what trials create.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def release_traced_graphs() -> None:
 
 
 def spare_long_lived_objects() -> None:
-    """Call once, right before the trials: what is alive now is never scanned again."""
+    """Call once, right before the trials: what is alive now is not scanned again
+    until `release_long_lived_objects`."""
     gc.collect()
     gc.freeze()
+
+
+def release_long_lived_objects() -> None:
+    """Call when the search ends: in a process that runs several searches (a multirun,
+    a notebook), what the last one froze and no longer uses can be collected."""
+    gc.unfreeze()

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import short_reason
@@ -76,7 +77,7 @@ class TrackedTrials:
         try:
             histories = super().run_trial(trial, *args, **kwargs)
             self._check_finite(histories)
-            self._record(trial)
+            self._record(trial, histories)
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             self._trial_run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
@@ -114,15 +115,25 @@ class TrackedTrials:
                 if not math.isfinite(loss):
                     raise kt.errors.FailedTrialError(f"loss became {loss} at epoch {epoch + 1}")
 
-    def _record(self, trial) -> None:
-        """Best epoch's weights -> final val/test metrics, curves, summary, predictions, model."""
+    def _record(self, trial, histories) -> None:
+        """Best epoch's weights -> final val/test metrics, curves, summary, predictions, model.
+
+        With `executions_per_trial` > 1 Keras Tuner scores the trial by the mean of each
+        execution's best epoch (logged as `scored_<objective>`); the logged model, and
+        the final metrics, are those of the best epoch of the best execution.
+        """
         model, run, data = self._model, self._trial_run, self.dataset
         # The logged model is the best epoch's; Keras Tuner's checkpoint holds it too.
         if self._best is not None and self._best.weights is not None:
             self._best.restore_and_write(model)
         else:
             model.load_weights(self._get_checkpoint_fname(trial.trial_id))
-        metrics = {"epochs_trained": len(run.epochs.history.get("loss", []))}
+        objective = self.oracle.objective.name
+        metrics = {
+            "epochs_trained": len(run.epochs.history.get("loss", [])),
+            "executions": len(histories),
+            f"scored_{objective}": tuner_utils.convert_to_metrics_dict(histories, self.oracle.objective)[objective],
+        }
         trainer = self.hypermodel.cfg.trainer
         for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
             split = getattr(data, split_name)
@@ -216,12 +227,15 @@ def search(tuner, cfg, dataset) -> None:
             batch_size=cfg.trainer.batch_size,
         )
     graph_memory.spare_long_lived_objects()
-    tuner.search(
-        **data,
-        epochs=cfg.trainer.epochs,
-        callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
-        verbose=cfg.trainer.verbose,
-    )
+    try:
+        tuner.search(
+            **data,
+            epochs=cfg.trainer.epochs,
+            callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
+            verbose=cfg.trainer.verbose,
+        )
+    finally:
+        graph_memory.release_long_lived_objects()
 
 
 def is_failure_limit(err: RuntimeError) -> bool:

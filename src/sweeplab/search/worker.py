@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from sweeplab.search.chief import ENV_PARENT, ENV_WORKERS
+from sweeplab.search.chief import ENV_PARENT, ENV_TRACKING_URI, ENV_WORKERS
 
 
 def _die_with_parent() -> None:
@@ -50,7 +50,12 @@ def main(config_file: str) -> int:
     from sweeplab.tracking.runs import SearchRun
     from sweeplab.tracking.store import connect
 
+    from sweeplab.search.oracle_auth import ENV_TOKEN, send_token_from_keras_tuner
+
     cfg = validate(OmegaConf.load(config_file))
+    # The config file holds the store's URI with its password masked; the real one comes by the environment.
+    cfg.tracking.uri = os.environ[ENV_TRACKING_URI]
+    send_token_from_keras_tuner(os.environ[ENV_TOKEN])
     _use_my_share_of_cores()
     dataset, family = prepare(cfg, quiet=True)
     client, _uri, experiment_id = connect(cfg.tracking)

@@ -8,12 +8,20 @@ from sweeplab.tracking.tags import PARENT, ROLE
 DEFAULT_OBJECTIVE, DEFAULT_DIRECTION = "val_accuracy", "max"
 
 
-def trial_runs(client, experiment_id: str, parent_run_id: str | None = None, status: str = "FINISHED") -> list:
-    """An experiment's trial runs with `status`, optionally of one search only."""
+def trial_runs(
+    client, experiment_id: str, parent_run_id: str | None = None, status: str = "FINISHED", page_size: int = 1000
+) -> list:
+    """An experiment's trial runs with `status`, optionally of one search only: every one, page by page."""
     query = f"tags.`{ROLE}` = 'trial' and attributes.status = '{status}'"
     if parent_run_id:
         query += f" and tags.`{PARENT}` = '{parent_run_id}'"
-    return client.search_runs([experiment_id], filter_string=query, max_results=5000)
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=query, max_results=page_size, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def metric_key(objective: str) -> str:

@@ -52,7 +52,8 @@ class SearchRun:
         )
         self.run_id = run.info.run_id
         log_params(self.client, self.run_id, params)
-        self.client.log_text(self.run_id, config_yaml, "config.yaml")
+        # The resolved config may hold a tracking or database URI with its password.
+        self.client.log_text(self.run_id, redact(config_yaml), "config.yaml")
         return self.run_id
 
     def mark_interrupted_trials(self) -> None:

@@ -11,9 +11,11 @@ import logging
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 from sweeplab.errors import TrackingError, short_reason
+from sweeplab.tracking.tags import CREATE_KEY
 
 DEFAULT_STORE_DIR = "mlruns"
 # Writers wait this long for a SQLite lock instead of failing with "database is locked".
@@ -161,11 +163,13 @@ def is_transient(err: BaseException) -> bool:
 
 class RetryingClient:
     """An MlflowClient whose writes are retried on transient errors, so a trial's results
-    survive a locked SQLite database or a server restart. Lookups are not retried."""
+    survive a locked SQLite database or a server restart. Only writes that land the same
+    however often they are sent are retried as they are; creating a run first looks for
+    the run an earlier try may have made. Lookups are not retried."""
 
-    WRITES = {
-        "create_run", "log_batch", "log_metric", "log_param", "set_tag", "set_terminated",
-        "update_run", "log_text", "log_figure", "log_artifact", "log_artifacts", "log_dict",
+    IDEMPOTENT_WRITES = {
+        "log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "update_run", "log_text",
+        "log_figure", "log_artifact", "log_artifacts", "log_dict", "log_model_artifacts", "finalize_logged_model",
     }
 
     def __init__(self, client, retries: int = WRITE_RETRIES, first_wait_s: float = 1.0):
@@ -173,22 +177,36 @@ class RetryingClient:
 
     def __getattr__(self, name):
         method = getattr(self.raw, name)
-        if name not in self.WRITES:
+        if name not in self.IDEMPOTENT_WRITES:
             return method
+        return lambda *args, **kwargs: self._retried(name, lambda attempt: method(*args, **kwargs))
 
-        def retrying(*args, **kwargs):
-            for attempt in range(self.retries + 1):
-                try:
-                    return method(*args, **kwargs)
-                except Exception as err:
-                    if attempt == self.retries or not is_transient(err):
-                        raise
-                    wait = self.first_wait_s * 2**attempt
-                    print(f"[sweeplab] MLflow {name} failed ({short_reason(redact(str(err)))}); "
-                          f"retrying in {wait:g} s", flush=True)
-                    time.sleep(wait)
+    def create_run(self, experiment_id: str, **kwargs):
+        """One run, however often the request has to be sent: each try after the first
+        looks the run up by a key of this call before creating it again."""
+        key = uuid.uuid4().hex
+        kwargs["tags"] = {**(kwargs.get("tags") or {}), CREATE_KEY: key}
 
-        return retrying
+        def create(attempt: int):
+            if attempt:
+                made = self.raw.search_runs([experiment_id], f"tags.`{CREATE_KEY}` = '{key}'", max_results=1)
+                if made:
+                    return made[0]
+            return self.raw.create_run(experiment_id, **kwargs)
+
+        return self._retried("create_run", create)
+
+    def _retried(self, name: str, call):
+        for attempt in range(self.retries + 1):
+            try:
+                return call(attempt)
+            except Exception as err:
+                if attempt == self.retries or not is_transient(err):
+                    raise
+                wait = self.first_wait_s * 2**attempt
+                print(f"[sweeplab] MLflow {name} failed ({short_reason(redact(str(err)))}); "
+                      f"retrying in {wait:g} s", flush=True)
+                time.sleep(wait)
 
 
 def add_store_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,8 @@ OVERRIDES = "sweeplab.overrides"
 METHOD = "sweeplab.ensemble_method"
 FAILURE = "sweeplab.failure"
 PARENT = "mlflow.parentRunId"
+# A key of one create_run call, so that a retried call finds the run an earlier try made.
+CREATE_KEY = "sweeplab.create_key"
 # The experiment's kind as the UI reads and sets it ("Machine learning", not "GenAI apps & agents").
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
