@@ -1,4 +1,5 @@
-"""Every config composes and validates; bad input fails early with a clear message."""
+"""Every option of every config group composes into what it selects; bad input fails
+early with a clear message."""
 
 import os
 import subprocess
@@ -30,12 +31,81 @@ def test_every_group_has_options():
     assert {"data", "model", "tuner", "trainer", "tracking", "sweep"} <= groups
 
 
+def _option_file(group: str, option: str) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"), resolve=False)
+
+
+def _leaves(node, path=()):
+    """(dotted path, value) of every non-mapping value, skipping `${...}` interpolations
+    (their resolved value is checked where it matters)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, str(key)))
+    elif not (isinstance(node, str) and node.startswith("${")):
+        yield ".".join(path), node
+
+
+def _at(resolved: dict, dotted: str):
+    node = resolved
+    for part in dotted.split("."):
+        assert isinstance(node, dict) and part in node, f"{dotted} missing from the composed config"
+        node = node[part]
+    return node
+
+
+def _assert_selected(app_cfg, group: str, option: str, except_keys=frozenset(), space_changes=None) -> None:
+    """`group=option` is what the validated config holds: the option file's values in place
+    (but `except_keys`, which a sweep sets itself), and the option's identity in the typed
+    config; `space_changes`: a sweep's own `model.space` entries."""
+    for key, value in _leaves(_option_file(group, option)):
+        if f"{group}.{key}" not in except_keys:
+            assert _at(app_cfg.resolved, f"{group}.{key}") == value, f"{group}.{key}"
+    if group == "data":
+        assert app_cfg.data.name == option
+    elif group == "model":
+        from sweeplab.models import get_family
+
+        assert app_cfg.family == option
+        assert type(app_cfg.model) is get_family(option).Config
+        space = {**_option_file("model", option)["space"], **(space_changes or {})}
+        # Every entry of the option's space is parsed; the mappings are searched, plain values fixed.
+        assert space and sorted(app_cfg.space.hyperparameters) == sorted(space)
+        assert sorted(app_cfg.space.searched) == sorted(k for k, v in space.items() if isinstance(v, dict))
+    elif group == "tuner":
+        assert app_cfg.tuner.kind.value == option
+    elif group == "ensemble":
+        assert app_cfg.ensemble.enabled is (option != "none")
+    elif group == "tracking":
+        # MLFLOW_TRACKING_URI is unset: the local store's default, or the server's address.
+        assert app_cfg.tracking.uri == {"local": None, "server": "http://127.0.0.1:5000"}[option]
+
+
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
-def test_every_config_in_every_group_composes_and_validates(make_config, group, option):
-    cfg = make_config([f"{group}={option}"])
-    app_cfg = validate(cfg)
-    if group in ("model", "data"):
-        assert getattr(app_cfg, group) is not None
+def test_every_option_of_every_group_composes_into_what_it_selects(make_config, monkeypatch, group, option):
+    """Each option of each group in conf/ (sweeps included) composes and validates, and the
+    validated config holds what the option says: its own values, the option itself (data set,
+    family and search space, tuner kind, ensemble on/off, tracking URI), and for a sweep the
+    group options it overrides plus its own keys."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    app_cfg = validate(make_config([f"{group}={option}"]))
+    if group != "sweep":
+        _assert_selected(app_cfg, group, option)
+        return
+    sweep = _option_file("sweep", option)
+    body = {k: v for k, v in sweep.items() if k not in ("defaults", "hydra")}
+    overridden = {key for key, _ in _leaves(body)}
+    selected = {}
+    for entry in sweep["defaults"]:
+        ((target, chosen),) = entry.items()
+        selected[target.removeprefix("override /")] = chosen
+    assert selected, "a sweep picks group options"
+    for chosen_group, chosen in selected.items():
+        _assert_selected(app_cfg, chosen_group, chosen, except_keys=overridden,
+                         space_changes=body.get("model", {}).get("space"))
+    for key, value in _leaves(body):
+        assert _at(app_cfg.resolved, key) == value, key
 
 
 BAD_INPUTS = [
@@ -43,7 +113,7 @@ BAD_INPUTS = [
     (["trainer.epochs=abc"], "trainer.epochs", "an integer"),
     (["trainer.epochs=0"], "trainer.epochs", ">= 1"),
     (["tuner.direction=up"], "tuner.direction", "'max', 'min'"),
-    (["tuner.workers=0"], "tuner.workers", ">= 1"),
+    (["tuner.workers=-1"], "tuner.workers", "an integer >= "),  # below any valid worker count
     (["model.space.activation.values=[relux]"], "model.space.activation", "'tanh'"),
     (["model.space.initializer.values=[glorot]"], "model.space.initializer", "'he_normal'"),
     (["model.space.units.min=500"], "model.space.units.min", "<= max"),

@@ -210,10 +210,40 @@ def test_registered_version_lists_members_and_weights_and_holds_the_alias(sweep)
         assert f"(run {run.data.params[f'member_{i}.run_id']})" in version.description
 
 
-def test_weights_are_non_negative_and_sum_to_one(sweep):
-    weights = _weights(sweep["client"].get_run(sweep["result"].ensemble_run_id))
-    assert all(w > 0 for w in weights)
+def test_members_and_weights_line_up_and_reproduce_the_recorded_scores(sweep):
+    """The logged member list and weights agree with the per-member params; every member is a
+    FINISHED trial of this search; weights sum to one; and averaging the members' saved
+    predictions with the logged weights gives the ensemble's recorded val and test scores."""
+    client, result = sweep["client"], sweep["result"]
+    run = client.get_run(result.ensemble_run_id)
+    params, metrics = run.data.params, run.data.metrics
+    members, weights = params["members"].split(","), _weights(run)
+    assert len(members) == len(weights) == len(set(members)) >= 1
+    for i, (member, weight) in enumerate(zip(members, weights)):
+        assert params[f"member_{i}.run_id"] == member
+        assert float(params[f"member_{i}.weight"]) == weight
+    assert f"member_{len(members)}.run_id" not in params
+    assert weights == sorted(weights, reverse=True)  # heaviest first
     assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+    # Candidates were the search's 3 trials (top_k 5); members are among them.
+    assert params["ensemble.candidates"] == "3"
+    saved = []
+    for i, member in enumerate(members):
+        trial = client.get_run(member)
+        assert trial.info.status == "FINISHED"
+        assert trial.info.experiment_id == result.experiment_id
+        assert trial.data.tags["sweeplab.role"] == "trial"
+        assert trial.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        assert params[f"member_{i}.family"] == trial.data.tags["sweeplab.family"]
+        with tempfile.TemporaryDirectory() as tmp:
+            saved.append(predictions.Predictions.load(client.download_artifacts(member, predictions.ARTIFACT, tmp)))
+    for split in ("val", "test"):
+        labels = saved[0].targets[split]["output"]
+        averaged = sum(w * p.outputs[split]["output"].astype("float64") for w, p in zip(weights, saved))
+        accuracy = float(np.mean(averaged.argmax(axis=1) == labels))
+        loss = float(-np.mean(np.log(np.clip(averaged[np.arange(len(labels)), labels], 1e-7, 1.0))))
+        assert accuracy == pytest.approx(metrics[f"ensemble_{split}_accuracy"], abs=1e-9)
+        assert loss == pytest.approx(metrics[f"ensemble_{split}_loss"], abs=1e-4)
 
 
 def test_ensemble_is_never_worse_than_its_best_member_on_validation(sweep):
@@ -349,14 +379,61 @@ def test_report_command_logs_its_plots(sweep, capsys):
     assert names == {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
 
 
-def test_commands_help_is_fast_and_imports_no_tensorflow():
+def test_report_command_with_no_log_writes_plots_and_logs_no_run(sweep, capsys, tmp_path):
+    from sweeplab.report.cli import main as report_main
+
+    client, experiment_id = sweep["client"], sweep["result"].experiment_id
+
+    def report_runs():
+        return client.search_runs([experiment_id], "tags.`sweeplab.role` = 'report'")
+
+    before = {r.info.run_id for r in report_runs()}
+    runs_before = len(client.search_runs([experiment_id], max_results=1000))
+    folder = tmp_path / "plots"
+    assert report_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--no-log",
+                        "--output-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "Leaderboard (by val_accuracy; 3 of 3 finished trials)" in out
+    names = {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
+    assert {p.name for p in folder.iterdir()} == names
+    for name in names:
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"  {folder / name}" in out.splitlines()
+    # Nothing logged: no report run, no run at all.
+    assert {r.info.run_id for r in report_runs()} == before
+    assert len(client.search_runs([experiment_id], max_results=1000)) == runs_before
+
+
+HELP_PROBE = """
+import runpy, sys
+sys.argv = ["{module}", "--help"]
+try:
+    runpy.run_module("{module}", run_name="__main__")
+except SystemExit as done:
+    code = done.code
+heavy = sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules)
+print("exit", code, "heavy", heavy)
+"""
+
+
+@pytest.mark.parametrize("module, options", [
+    ("sweeplab.ensemble", ["--experiment", "--top-k", "--method", "--family", "--no-register"]),
+    ("sweeplab.report", ["--experiment", "--rows", "--family", "--no-log", "--output-dir"]),
+])
+def test_commands_help_prints_usage_without_importing_tensorflow_or_mlflow(module, options):
+    """`python -m sweeplab.ensemble --help` / `sweeplab.report --help` answer from argparse
+    alone: their usage and options, exit 0, with none of TensorFlow, Keras or MLflow imported."""
     import subprocess
     import sys
 
-    for module in ("sweeplab.ensemble", "sweeplab.report"):
-        code = f"import sys, runpy; sys.argv=['x','--help']\ntry: runpy.run_module('{module}', run_name='__main__')\nexcept SystemExit: pass\nassert 'tensorflow' not in sys.modules and 'mlflow' not in sys.modules"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, timeout=30)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", HELP_PROBE.format(module=module)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"usage: python -m {module}" in done.stdout
+    for option in options:
+        assert option in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "exit 0 heavy []"
 
 
 def test_multi_output_ensemble_model_averages_each_head(sweep):

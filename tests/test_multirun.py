@@ -1,4 +1,5 @@
-"""Hydra multiruns: one search per combination, all in one MLflow experiment."""
+"""Hydra multiruns: one search per combination, all in one MLflow experiment, then
+the leaderboard across all searches and one ensemble across the jobs."""
 
 import os
 import subprocess
@@ -10,13 +11,15 @@ from mlflow import MlflowClient
 from conftest import ROOT
 
 TINY_CLI = ["++tuner.max_epochs=2", "tuner.max_trials=2", "trainer.epochs=2", "trainer.verbose=0"]
+ALL_SEARCHES = "[sweeplab] experiment 'multi', all searches"
 
 
-def _multirun(tmp_path, *extra):
+def _multirun(tmp_path, sweep: list[str], *extra):
+    """`python -m sweeplab -m SWEEP ...` into experiment 'multi'; (client, stdout)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
-        [sys.executable, "-m", "sweeplab", "-m", "tuner=random,hyperband", *TINY_CLI, "tracking.experiment=multi", *extra],
+        [sys.executable, "-m", "sweeplab", "-m", *sweep, *TINY_CLI, "tracking.experiment=multi", *extra],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -27,26 +30,109 @@ def _multirun(tmp_path, *extra):
     assert result.returncode == 0, output[-3000:]
     assert "database is locked" not in output
     assert "Traceback" not in output
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"), result.stdout
 
 
-def _check_one_experiment(client):
+def _table(lines: list[str]) -> list[dict[str, str]]:
+    """A leaderboard's rows as {column: cell}: header, dashes, rows up to the first blank line.
+    Cells are left-aligned under the header and may be empty, so columns come from the dashes."""
+    header, dashes, *rest = lines
+    spans, start = [], 0
+    for width in map(len, dashes.split("  ")):
+        spans.append((start, start + width))
+        start += width + 2
+    names = [header[a:b].strip() for a, b in spans]
+    rows = []
+    for line in rest:
+        if not line.strip():
+            break
+        rows.append({name: line[a:b].strip() for name, (a, b) in zip(names, spans)})
+    return rows
+
+
+def _check_end_product(client, stdout: str, group: str, choices: list[str], choice_of) -> dict:
+    """One FINISHED search per job, tagged with its choice; the cross-job leaderboard;
+    one ensemble across the jobs. `choice_of(search run)` reads a search's choice from its tags.
+    Returns {search run id: its choice}, the trials and the ensemble run."""
     experiment = client.get_experiment_by_name("multi")
-    runs = client.search_runs([experiment.experiment_id])
-    searches = [r for r in runs if r.data.tags.get("sweeplab.role") == "search"]
-    assert sorted(r.data.tags["sweeplab.tuner"] for r in searches) == ["hyperband", "random"]
-    assert all(r.info.status == "FINISHED" for r in searches)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    by_role = {}
+    for run in runs:
+        by_role.setdefault(run.data.tags.get("sweeplab.role"), []).append(run)
+
+    # One search run per job, each FINISHED and tagged with its own choice.
+    searches = by_role["search"]
+    assert sorted(choice_of(s) for s in searches) == sorted(choices)
+    assert {s.info.status for s in searches} == {"FINISHED"}
     for search in searches:
-        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == search.info.run_id]
-        assert trials and all(t.info.status == "FINISHED" for t in trials)
-        assert "tuner=" in search.data.tags["sweeplab.overrides"]
+        assert f"{group}={choice_of(search)}" in search.data.tags["sweeplab.overrides"].split(" ")
+    choice_by_search = {s.info.run_id: choice_of(s) for s in searches}
+
+    # Every trial belongs to one of those searches, finished, and each search has trials.
+    trials = by_role["trial"]
+    assert {t.info.status for t in trials} == {"FINISHED"}
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == set(choice_by_search)
+    for search in searches:
+        mine = [t for t in trials if t.data.tags["mlflow.parentRunId"] == search.info.run_id]
+        assert mine and int(search.data.metrics["trials_finished"]) == len(mine)
+        assert {t.data.tags["sweeplab.family"] for t in mine} == {search.data.tags["sweeplab.family"]}
+
+    # The leaderboard across all searches, printed once at the end: every trial of every job, best first.
+    lines = stdout.splitlines()
+    assert lines.count(ALL_SEARCHES) == 1
+    at = lines.index(ALL_SEARCHES)
+    assert lines[at + 1] == f"Leaderboard (by val_accuracy; {len(trials)} of {len(trials)} finished trials)"
+    rows = _table(lines[at + 2 :])
+    assert sorted((r["run"], r["family"], r["val_accuracy"]) for r in rows) == sorted(
+        (t.info.run_name, t.data.tags["sweeplab.family"], f"{t.data.metrics['final_val_accuracy']:.4f}")
+        for t in trials
+    )
+    scores = [float(r["val_accuracy"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert [r["#"] for r in rows] == [str(i) for i in range(1, len(trials) + 1)]
+    assert at > max(i for i, line in enumerate(lines) if line.startswith("[sweeplab] starting search"))
+
+    # One ensemble, built after every job ended, over the trials of all jobs.
+    (ensemble,) = by_role["ensemble"]
+    assert ensemble.info.status == "FINISHED"
+    assert ensemble.info.start_time >= max(s.info.end_time for s in searches)
+    params = ensemble.data.params
+    assert int(params["ensemble.candidates"]) == min(int(params["ensemble.top_k"]), len(trials))
+    members = params["members"].split(",")
+    trial_by_id = {t.info.run_id: t for t in trials}
+    for i, member in enumerate(members):
+        assert params[f"member_{i}.run_id"] == member
+        trial = trial_by_id[member]  # a trial of one of the jobs
+        assert params[f"member_{i}.family"] == trial.data.tags["sweeplab.family"]
+    assert f"member_{len(members)}.run_id" not in params
+    # The multirun registered it once (ensemble.registered_model defaults to <experiment>-ensemble).
+    versions = client.search_model_versions("name='multi-ensemble'")
+    assert [v.run_id for v in versions] == [ensemble.info.run_id]
+    return {"searches": choice_by_search, "trials": trial_by_id, "ensemble": ensemble, "members": members}
 
 
 @pytest.mark.slow
 def test_multirun_over_tuners(tmp_path):
-    _check_one_experiment(_multirun(tmp_path))
+    client, stdout = _multirun(tmp_path, ["tuner=random,hyperband"])
+    found = _check_end_product(
+        client, stdout, "tuner", ["hyperband", "random"], lambda s: s.data.tags["sweeplab.tuner"]
+    )
+    kind_of = {t.info.run_id: found["searches"][t.data.tags["mlflow.parentRunId"]] for t in found["trials"].values()}
+    # tuner.max_trials=2 for the random search; Hyperband's brackets choose their own number,
+    # and only its trials carry Hyperband's epoch budget.
+    assert list(kind_of.values()).count("random") == 2
+    for run_id, trial in found["trials"].items():
+        assert ("tuner/epochs" in trial.data.params) == (kind_of[run_id] == "hyperband")
 
 
 @pytest.mark.slow
-def test_multirun_with_two_parallel_jobs(tmp_path):
-    _check_one_experiment(_multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"))
+def test_multirun_over_families_with_two_parallel_jobs(tmp_path):
+    client, stdout = _multirun(tmp_path, ["model=mlp,residual"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    found = _check_end_product(
+        client, stdout, "model", ["mlp", "residual"], lambda s: s.data.tags["sweeplab.family"]
+    )
+    assert len(found["trials"]) == 4  # tuner.max_trials=2 in each job
+    # The ensemble mixes the jobs: members of both families (undertrained nets of two kinds
+    # complement each other: about 0.73 validation accuracy together against 0.59 for the best alone).
+    ensemble = found["ensemble"].data.params
+    assert {ensemble[f"member_{i}.family"] for i in range(len(found["members"]))} == {"mlp", "residual"}
