@@ -15,7 +15,7 @@ STORE := $(CURDIR)/mlruns
 UI_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sweep test browser ui tensorboard clean lock bench
+.PHONY: help setup sweep test browser ui server tensorboard clean lock bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,15 @@ ui: $(STAMP) ## Browse MLFLOW_TRACKING_URI, else the store under mlruns/, at htt
 	$(BIN)/python -m sweeplab.tracking.ui --tracking-uri "$$uri" --local-ui http://$(HOST):$(PORT) || exit; \
 	case "$$uri" in http://*|https://*) exit 0;; esac; \
 	$(UI_ENV) exec $(BIN)/mlflow ui --backend-store-uri "$$uri" --host $(HOST) --port $(PORT) --workers 2
+
+# The team's tracking server: PostgreSQL behind it (created and migrated when missing), artifacts
+# proxied to ARTIFACTS. A HOST other than loopback needs SWEEPLAB_ADMIN_PASSWORD (or _FILE): basic auth.
+DB_URI ?= postgresql+psycopg://postgres@127.0.0.1:5432/sweeplab
+ARTIFACTS ?= $(STORE)/server-artifacts
+# Passed by environment, so that a password in DB_URI never shows in a command line.
+export DB_URI ARTIFACTS
+server: $(STAMP) ## MLflow tracking server on PostgreSQL (DB_URI, ARTIFACTS, HOST, PORT); Ctrl-C stops it
+	$(BIN)/python -m sweeplab.tracking.server --host $(HOST) --port $(PORT)
 
 # Trial logs of searches run with trainer.tensorboard=true: <state_dir>/<experiment>/<search>/tensorboard/<trial>.
 TB_LOGS ?= .sweeplab/tuner

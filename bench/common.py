@@ -56,6 +56,14 @@ def temp_store(tmp: Path, experiment: str = "bench") -> list[str]:
     return [f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"state_dir={tmp / 'state'}"]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def heavy_imports() -> None:
     """Import what every arm needs before any clock starts."""
     import keras  # noqa: F401

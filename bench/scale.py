@@ -1,9 +1,15 @@
-"""Scale: trials per minute of one search with 1 and with 2 trial workers.
+"""Scale: trials per minute of one search with 1 and with 2 trial workers, and
+with 4 agents against a team server on PostgreSQL.
 
 Arm `1-worker`: a random search of --trials trials in one process (tuner.workers=1).
 Arm `2-workers`: the same search with tuner.workers=2: this process serves
 Keras Tuner's oracle and two worker processes train the trials, each with half
 the cores for TensorFlow, all tracking into the same MLflow store.
+Arm `4-agents`: the same search started with tuner.workers=0 against an MLflow
+server on PostgreSQL (`python -m sweeplab.tracking.server`, a fresh database),
+trained by four `python -m sweeplab.agent` processes; timed from the search's
+start (after its imports) to its end. Skipped, with a message, without
+PostgreSQL at 127.0.0.1:5432.
 
 Throughput = finished trials / wall time of the search, from inside the arm's
 process after its imports; the workers' own start-up (imports, data) counts,
@@ -24,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-ARMS = ["1-worker", "2-workers"]
+ARMS = ["1-worker", "2-workers", "4-agents"]
+AGENTS = 4
 
 
 def search(args, workers: int) -> dict:
@@ -44,6 +51,71 @@ def search(args, workers: int) -> dict:
     return dict(wall=wall, trials=result.finished, per_minute=60 * result.finished / wall, best_val=result.best_score)
 
 
+def agents(args) -> dict:
+    """The search served to AGENTS agent processes, through a tracking server on PostgreSQL."""
+    import re
+    import signal
+    import subprocess
+    import uuid
+
+    try:
+        import psycopg
+
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5)
+    except Exception as err:  # no driver, no server
+        return dict(skipped=f"no PostgreSQL at 127.0.0.1:5432 ({type(err).__name__})")
+    database = f"sweeplab_bench_{uuid.uuid4().hex[:8]}"
+    tmp = Path(args.tmp)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+           "ARTIFACTS": str(tmp / "artifacts"), "MLFLOW_TRACKING_URI": ""}
+    port = common.free_port()
+    started = []
+
+    def start(command: list[str], name: str, shell: bool = False):
+        log = open(tmp / f"{name}.log", "w")
+        proc = subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                shell=shell, start_new_session=True)
+        started.append(proc)
+        return proc, tmp / f"{name}.log"
+
+    def wait_for(path: Path, pattern: str, proc) -> re.Match:
+        while not (found := re.search(pattern, path.read_text())):
+            if proc.poll() is not None:
+                raise SystemExit(f"{path.name}: exited with {proc.returncode}:\n{path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        return found
+
+    try:
+        server, server_log = start([sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port)], "server")
+        wait_for(server_log, "tracking server ready", server)
+        chief, chief_log = start([sys.executable, "-m", "sweeplab", "tracking=server",
+                                  f"tracking.uri=http://127.0.0.1:{port}", "tuner=random", "tuner.workers=0",
+                                  f"tuner.max_trials={args.trials}", f"tuner.seed={args.tuner_seed}",
+                                  f"trainer.epochs={args.epochs}", "trainer.verbose=0", "ensemble=none",
+                                  f"state_dir={tmp / 'state'}"], "chief")
+        command = wait_for(chief_log, r"agents join from any machine with:\n  (.+)\n", chief).group(1)
+        begin = time.perf_counter()
+        for i in range(AGENTS):
+            (tmp / f"agent{i}").mkdir()
+            start(f"cd agent{i} && " + command.replace(" python ", f" {sys.executable} ", 1), f"agent{i}", shell=True)
+        if chief.wait() != 0:
+            raise SystemExit(f"chief exited with {chief.returncode}:\n{chief_log.read_text()[-2000:]}")
+        wall = time.perf_counter() - begin
+        from mlflow import MlflowClient
+
+        run_id = re.search(r"MLflow run (\w+)", chief_log.read_text()).group(1)
+        metrics = MlflowClient(f"http://127.0.0.1:{port}").get_run(run_id).data.metrics
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+        with admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finished = int(metrics["trials_finished"])
+    return dict(wall=wall, trials=finished, per_minute=60 * finished / wall, best_val=metrics["best_val_accuracy"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
@@ -53,6 +125,9 @@ def main() -> None:
     common.worker_args(parser)
     args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
 
+    if args.worker == "4-agents":
+        common.finish_worker(args, agents(args))
+        return
     if args.worker:
         common.heavy_imports()
         common.finish_worker(args, search(args, 1 if args.worker == "1-worker" else 2))
@@ -61,20 +136,26 @@ def main() -> None:
     common.header(
         "scale",
         f"random search, mlp on digits, {args.trials} trials x up to {args.epochs} epochs, "
-        f"1 vs 2 trial workers, {args.repeats} run(s) per arm, alternating",
+        f"1 vs 2 trial workers vs {AGENTS} agents on a PostgreSQL server, {args.repeats} run(s) per arm, alternating",
     )
     results = common.alternate(__file__, ARMS, args.repeats, common.forward(args, ["trials", "epochs", "tuner_seed"]))
     rows = []
     summary = {}
     for arm in ARMS:
-        runs = results[arm]
+        runs = [r for r in results[arm] if "skipped" not in r]
+        if not runs:
+            print(f"{arm}: skipped, {results[arm][0]['skipped']}")
+            continue
         summary[arm] = common.mean(r["per_minute"] for r in runs)
         rows.append([arm, common.mean(r["trials"] for r in runs), common.mean(r["wall"] for r in runs), summary[arm],
                      common.mean(r["best_val"] for r in runs)])
     print()
     print(common.table(["arm", "trials", "wall s", "trials/min", "best val acc"], rows))
-    print(f"ratios: trials/min 2-workers/1-worker = {summary['2-workers'] / summary['1-worker']:.2f} "
-          f"(ideal {min(2, os.cpu_count() or 1)}.00 on {os.cpu_count()} cores)")
+    line = (f"ratios: trials/min 2-workers/1-worker = {summary['2-workers'] / summary['1-worker']:.2f} "
+            f"(ideal {min(2, os.cpu_count() or 1)}.00 on {os.cpu_count()} cores)")
+    if "4-agents" in summary:
+        line += f"; 4-agents (PostgreSQL server)/1-worker = {summary['4-agents'] / summary['1-worker']:.2f}"
+    print(line)
 
 
 if __name__ == "__main__":

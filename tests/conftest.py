@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,47 @@ def serving(command: list, port: int, log: Path, timeout_s: float = 120):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@pytest.fixture
+def postgres():
+    """The machine's PostgreSQL (127.0.0.1:5432, user postgres, trust authentication), for databases
+    named by `postgres.new_name()`; every one of them is dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as err:
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 (user postgres, trust authentication): {err}")
+
+    class Postgres:
+        names: list[str] = []
+
+        def new_name(self) -> str:
+            self.names.append(f"sweeplab_test_{uuid.uuid4().hex[:10]}")
+            return self.names[-1]
+
+        def create(self, name: str) -> None:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+        def exists(self, name: str) -> bool:
+            return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+        def count(self, name: str, table: str) -> int:
+            with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as db:
+                return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    database = Postgres()
+    database.names = []
+    with admin:
+        yield database
+        for name in database.names:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def processes():
+    """Real processes a test starts (`processes.Process`): killed, group and all, when it ends."""
+    started: list = []
+    yield started
+    for process in started:
+        process.stop()

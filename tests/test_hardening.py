@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,11 @@ SECRET = "s3cretpw"
 
 
 @pytest.fixture
-def postgres_uri():
-    """A fresh PostgreSQL database (trust authentication: any password is accepted), dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"sweeplab_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as err:
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 (user postgres): {err}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/{name}"
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+def postgres_uri(postgres):
+    """A fresh PostgreSQL database; trust authentication accepts any password, so the URI can carry one."""
+    name = postgres.new_name()
+    postgres.create(name)
+    return f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/{name}"
 
 
 def _texts_under(folder: Path) -> dict[str, str]:
@@ -131,14 +123,14 @@ def test_the_oracle_answers_only_calls_with_the_search_token(tmp_path):
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
-    from sweeplab.search.oracle_auth import TokenCheck, _SendToken
+    from sweeplab.search.oracle_access import Access, channel
 
     hp = kt.HyperParameters()
     hp.Int("units", 1, 4)
     oracle = kt.oracles.RandomSearchOracle(objective="val_loss", max_trials=3, hyperparameters=hp)
     oracle._set_project_dir(str(tmp_path), "oracle")  # where Keras Tuner saves each trial
     token = "the-search-token"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[TokenCheck(token)])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[Access(token)])
     protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
     port = server.add_insecure_port("127.0.0.1:0")  # the port the system picked, reported by gRPC
     assert port > 0
@@ -150,8 +142,7 @@ def test_the_oracle_answers_only_calls_with_the_search_token(tmp_path):
             plain.CreateTrial(request, timeout=10)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert oracle.trials == {}  # the refused call changed nothing
-        channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{port}"), _SendToken(token))
-        trusted = protos.get_service_grpc().OracleStub(channel)
+        trusted = protos.get_service_grpc().OracleStub(channel(f"127.0.0.1:{port}", token, "worker0", 10))
         trial = trusted.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id="worker0"), timeout=10).trial
         assert trial.trial_id in oracle.trials
     finally:

@@ -32,12 +32,12 @@ def cli_env() -> dict:
     return env
 
 
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """`python -m sweeplab ARGS` in its own process, SIGINT reaching it as Ctrl-C would."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweeplab", *args],
         cwd=cwd,
-        env=cli_env(),
+        env=env or cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -46,8 +46,8 @@ def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = start_cli(args, cwd)
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = start_cli(args, cwd, env)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -97,6 +97,11 @@ def trial_statuses(db: Path) -> dict[str, list[str]]:
     for trial_id, status in rows:
         result.setdefault(trial_id, []).append(status)
     return {k: sorted(v) for k, v in sorted(result.items())}
+
+
+def worker_name(run) -> str:
+    """The worker that trained a trial: its `sweeplab.worker` tag, without any `@host:pid`."""
+    return run.data.tags["sweeplab.worker"].split("@")[0]
 
 
 def by_trial(runs) -> dict[str, list[str]]:
@@ -376,6 +381,73 @@ def test_every_trial_failing_exits_nonzero_with_summary(tmp_path):
     assert [r.info.status for r in runs_of(client, "search")] == ["FAILED"]
 
 
+@pytest.mark.slow
+def test_failure_limit_after_a_finished_trial_stops_the_search_with_exit_2(tmp_path):
+    """Grid order: trial 0 (lr 0.01) finishes, trial 1 (lr 1e9) diverges; one failure in a row
+    is the limit, so Keras Tuner stops before trial 2: SearchStoppedError, a summary, exit 2."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = run_cli(
+        [
+            f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *TINY_FAST, *FIXED,
+            "tuner=grid", "tuner.max_trials=3", "tuner.max_consecutive_failed_trials=1", "trainer.optimizer=sgd",
+            "model.space.learning_rate={type:choice,values:[0.01,1.0e9,2.0e9],default:0.01}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweeplab: search mlp-grid-") and " stopped early: " in last, last
+    assert "Number of consecutive failures exceeded the limit of 1" in last
+    assert "(tuner.max_consecutive_failed_trials=1)" in last
+    assert "; 1 trial(s) finished; failed: trial 1: " in last and "loss became" in last
+    assert "RuntimeError: Number of consecutive failures" not in result.stderr  # no traceback of the stop
+    client = client_for(uri)
+    assert by_trial(runs_of(client, "trial")) == {"0": ["FINISHED"], "1": ["FAILED"]}  # trial 2 never ran
+    (finished,) = runs_of(client, "trial", "FINISHED")
+    assert finished.data.params["learning_rate"] == "0.01"
+    (search,) = runs_of(client, "search")
+    assert search.info.status == "FAILED"
+    assert (search.data.metrics["trials_finished"], search.data.metrics["trials_failed"]) == (1, 1)
+
+
+# Python imports `sitecustomize` from PYTHONPATH at startup: this one ends the second
+# worker process of a search at once, exit code 3 (the chief and worker0 run normally).
+CRASHING_WORKER = """
+import os
+
+if os.environ.get("KERASTUNER_TUNER_ID") == "worker1":
+    os._exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_exiting_nonzero_stops_the_search_with_exit_2(tmp_path):
+    """tuner.workers=2 and worker1 dies on start: worker0 trains the whole budget, then the
+    search reports WorkerFailedError as a stop naming worker1 and its exit code: exit 2."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(CRASHING_WORKER)
+    env = cli_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *TINY_FAST, *FIXED,
+            "tuner.max_trials=2", "tuner.workers=2"]
+    result = run_cli(args, tmp_path, env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweeplab: search mlp-random-") and " stopped early: worker1 exited with 3" in last, last
+    assert "worker0" not in last
+    assert "2 trial(s) finished" in last
+    assert "Traceback" not in result.stderr
+    client = client_for(uri)
+    (search,) = runs_of(client, "search")
+    assert search.info.status == "FAILED"
+    assert search.data.metrics["trials_finished"] == 2
+    trials = runs_of(client, "trial")
+    assert by_trial(trials) == {"0": ["FINISHED"], "1": ["FINISHED"]}
+    assert {worker_name(t) for t in trials} == {"worker0"}
+
+
 # ---------------------------------------------------------------- resume, Ctrl-C, fresh start
 
 SLOW_TRIALS = [
@@ -465,7 +537,7 @@ def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path):
     assert sorted(r.data.tags["sweeplab.trial_id"] for r in finished) == ["0", "1", "2", "3"]
     # Both workers trained trials, each logging under the one search.
     trials = runs_of(client, "trial")
-    assert {r.data.tags["sweeplab.worker"] for r in trials} == {"worker0", "worker1"}
+    assert {worker_name(r) for r in trials} == {"worker0", "worker1"}
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
     for run in finished:
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 8
@@ -616,12 +688,94 @@ def test_unreachable_uri_via_cli_prints_no_password(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_models_load_in_keras_safe_mode(tmp_path):
-    """A .keras file with a Lambda layer (arbitrary code) is refused when loaded."""
+LOAD_PATHS = ["keras-flavor", "keras_average-heads", "keras_average-ensemble"]
+
+
+def _lambda_net(marker: Path, seed: int, heads: bool = False):
+    """A net whose Lambda layer runs Python code: it touches `marker` whenever it runs,
+    including while Keras rebuilds the net from its config (an unsafe load)."""
     import keras
 
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda t: t * 2)])
-    path = tmp_path / "lambda.keras"
-    model.save(path)
-    with pytest.raises(ValueError, match="safe_mode"):
-        keras.saving.load_model(path)
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4,))
+    doubled = keras.layers.Lambda(
+        lambda t, marker: (__import__("pathlib").Path(marker).touch(), t * 2.0)[1],
+        arguments={"marker": str(marker)},
+        name="doubled",
+    )(inputs)
+    if heads:
+        outputs = {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(doubled),
+                   "alcohol": keras.layers.Dense(1, name="alcohol")(doubled)}
+    else:
+        outputs = keras.layers.Dense(3, activation="softmax", name="digit")(doubled)
+    return keras.Model(inputs, outputs)
+
+
+def _log_lambda_trial(client, experiment_id: str, marker: Path, seed: int, heads: bool = False) -> str:
+    """A FINISHED trial run holding a Lambda net as its logged model, with saved predictions."""
+    from sweeplab.data.datasets import Split
+    from sweeplab.tracking import batches, predictions, tags
+    from sweeplab.tracking.logged_models import log_keras_model
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(12, 4)).astype("float32")
+    y = {"cultivar": np.arange(12) % 3, "alcohol": rng.normal(size=12)} if heads else {"digit": np.arange(12) % 3}
+
+    class Splits:
+        val = test = Split({"features": x}, y)
+
+    net = _lambda_net(marker, seed, heads)
+    run_id = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "mlp"}).info.run_id
+    log_keras_model(client, experiment_id, run_id, net, x[:3])
+    batches.log_bytes(client, run_id, predictions.to_bytes(predictions.collect(net, Splits)), predictions.ARTIFACT)
+    batches.log_metrics(client, run_id, {"final_val_accuracy": 0.5 + seed / 100})
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+@pytest.mark.parametrize("load_path", LOAD_PATHS)
+def test_logged_models_with_a_lambda_layer_are_refused_by_sweeplabs_loaders(tmp_path, load_path):
+    """Each way sweeplab logs a model (MLflow's keras flavor for one head; the `keras_average`
+    pyfunc for several heads and for ensembles), written to a real store and loaded back as a
+    user would: the Lambda layer's code is refused, never run."""
+    import keras
+    import mlflow
+    from mlflow import MlflowClient
+
+    from sweeplab.ensemble import builder as ensemble
+    from sweeplab.tracking.logged_models import download_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)  # MLflow resolves models:/ URIs against the global store
+    experiment_id = client.create_experiment("safety", artifact_location=(tmp_path / "artifacts").as_uri())
+    marker = tmp_path / "lambda-ran"
+    if load_path == "keras-flavor":
+        run_id = _log_lambda_trial(client, experiment_id, marker, seed=1)
+    elif load_path == "keras_average-heads":
+        run_id = _log_lambda_trial(client, experiment_id, marker, seed=1, heads=True)
+    else:
+        for seed in (1, 2):
+            _log_lambda_trial(client, experiment_id, marker, seed=seed)
+        run_id = ensemble.build(client, experiment_id, top_k=2).run_id
+    assert marker.exists()  # the Lambda ran while its trial was logged: the marker works
+
+    flavors = mlflow.models.get_model_info(f"runs:/{run_id}/model").flavors
+    if load_path == "keras-flavor":
+        assert "keras" in flavors
+    else:
+        assert "keras" not in flavors and flavors["python_function"]["model_code_path"].endswith("keras_average.py")
+
+    marker.unlink()
+    with pytest.raises(ValueError) as info:
+        mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    message = str(info.value)
+    assert "`Lambda` layer" in message and "safe_mode=False" in message
+    assert "arbitrary code execution" in message
+    assert not marker.exists(), "loading ran the Lambda layer's code"
+
+    # The same file loaded unsafely does run it: the refusal above is what kept it from running.
+    model_dir = download_model(client, client.get_run(run_id), tmp_path / "downloaded")
+    (keras_file, *_) = sorted(model_dir.rglob("*.keras"))
+    keras.saving.load_model(keras_file, compile=False, safe_mode=False)
+    assert marker.exists()

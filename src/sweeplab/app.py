@@ -131,8 +131,8 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
         tuner = tuning.make_tuner(
             cfg, hypermodel, search_run, dataset, directory, project, overwrite=not search_run.resumed
         )
-        if cfg.tuner.workers > 1:
-            chief.search(tuner, cfg.resolved, search_run.run_id, cfg.tuner.workers, Path(directory) / project)
+        if cfg.tuner.workers != 1:  # other processes train: local workers, agents
+            chief.serve(tuner, cfg, search_run, Path(directory) / project)
         else:
             tuning.search(tuner, cfg, dataset)
         status = "FINISHED"
@@ -198,7 +198,7 @@ def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str,
     if summary.runs and not stopped:
         return
     print(browse_hint(uri, experiment_id), flush=True)
-    reasons = "; ".join(f"trial {t}: {r}" for t, r in summary.failures) or "no trial ran"
+    reasons = "; ".join(f"trial {t}: {r}" for t, r in summary.failures) or ("none" if summary.runs else "no trial ran")
     if not summary.runs:
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
     raise SearchStoppedError(

@@ -36,7 +36,7 @@ NOT_IDENTITY = {
     "state_dir": EVERY_KEY,
     "leaderboard_rows": EVERY_KEY,
     "compare_by": EVERY_KEY,
-    "tuner": {"overwrite", "workers"},
+    "tuner": {"overwrite", "workers", "oracle"},
     "trainer": {"verbose", "steps_per_execution", "best_weights", "tensorboard"},
 }
 

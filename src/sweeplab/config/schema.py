@@ -40,6 +40,23 @@ class DataConfig:
     download: bool = False
 
 
+# The shared secret of an oracle listening off loopback (workers and agents send it).
+ORACLE_TOKEN_ENV = "SWEEPLAB_ORACLE_TOKEN"
+
+
+@dataclass
+class OracleConfig:
+    """Where a search's oracle listens for its workers and agents (tuner.workers != 1)."""
+
+    host: str = "127.0.0.1"
+    # 0: any free port (recorded on the search run, where agents find it).
+    port: int = 0
+    # A worker or agent not heard from this long has lost its trial; it goes to another.
+    lease_s: float = 30.0
+    # How long a worker or agent waits for the oracle to answer before it stops.
+    wait_s: float = 10.0
+
+
 @dataclass
 class TunerConfig:
     """One schema for every kind, so that one override works across a multirun
@@ -53,8 +70,10 @@ class TunerConfig:
     executions_per_trial: int = 1
     max_consecutive_failed_trials: int = 3
     overwrite: bool = False
-    # Processes that train trials at once (Keras Tuner's distributed mode on this machine).
+    # Processes that train trials at once on this machine (Keras Tuner's distributed
+    # mode); 0: none, the search only serves its oracle to agents.
     workers: int = 1
+    oracle: OracleConfig = field(default_factory=OracleConfig)
     # Hyperband only.
     max_epochs: int = 9
     factor: int = 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import typing
 from typing import Any
 
@@ -17,9 +18,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from sweeplab.config.schema import (
     GROUPS,
+    ORACLE_TOKEN_ENV,
     AppConfig,
     DataConfig,
     EnsembleConfig,
+    OracleConfig,
     RootConfig,
     TrackingConfig,
     TrainerConfig,
@@ -29,6 +32,7 @@ from sweeplab.config.schema import (
 from sweeplab.data.datasets import DATASETS, TASKS
 from sweeplab.errors import ConfigError
 from sweeplab.models import get_family
+from sweeplab.net import is_loopback
 from sweeplab.space.hyperparameters import Space, parse_space
 from sweeplab.space.vocabulary import LOSSES, OPTIMIZERS
 
@@ -103,7 +107,9 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
 def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     _positive("tuner.executions_per_trial", tuner.executions_per_trial)
     _positive("tuner.max_consecutive_failed_trials", tuner.max_consecutive_failed_trials)
-    _positive("tuner.workers", tuner.workers)
+    if tuner.workers < 0:
+        raise ConfigError("tuner.workers", tuner.workers, "an integer >= 0 (0: only agents train)")
+    _check_oracle(tuner.oracle)
     if tuner.kind in (TunerKind.random, TunerKind.bayesian):
         if tuner.max_trials is None:
             raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")
@@ -116,6 +122,20 @@ def _check_tuner(tuner: TunerConfig, space: Space) -> None:
         _positive("tuner.hyperband_iterations", tuner.hyperband_iterations)
     if tuner.kind == TunerKind.grid:
         space.require_grid_compatible("model.space")
+
+
+def _check_oracle(oracle: OracleConfig) -> None:
+    if not 0 <= oracle.port <= 65535:
+        raise ConfigError("tuner.oracle.port", oracle.port, "a port number 1..65535, or 0 for any free port")
+    for key in ("lease_s", "wait_s"):
+        if not getattr(oracle, key) > 0:
+            raise ConfigError(f"tuner.oracle.{key}", getattr(oracle, key), "a number of seconds > 0")
+    if not is_loopback(oracle.host) and not os.environ.get(ORACLE_TOKEN_ENV):
+        raise ConfigError(
+            "tuner.oracle.host", oracle.host,
+            f"127.0.0.1 (loopback), or a shared secret in the environment variable {ORACLE_TOKEN_ENV}: "
+            "off loopback the oracle answers only calls that carry it",
+        )
 
 
 def _check_trainer(trainer: TrainerConfig) -> None:

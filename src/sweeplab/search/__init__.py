@@ -3,5 +3,5 @@ are tracked runs: preparation, the hypermodel and tuner (`tuning`), compile
 and fit settings (`training`), memory between trials (`graph_memory`), and
 trials in several processes (`chief` serves the oracle, `worker` trains).
 
-May import: sweeplab.errors, sweeplab.config, sweeplab.data, sweeplab.models, sweeplab.space, sweeplab.tracking.
+May import: sweeplab.errors, sweeplab.net, sweeplab.config, sweeplab.data, sweeplab.models, sweeplab.space, sweeplab.tracking.
 """

@@ -81,9 +81,17 @@ class TrackedTrials:
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             self._trial_run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
+            self._trial_run = None
             raise
         self._trial_run.finish()
+        self._trial_run = None
         return histories
+
+    def abandon_trial(self, reason: str) -> None:
+        """From another thread, before this process stops: the running trial's run ends FAILED."""
+        run = self._trial_run
+        if run is not None:
+            run.fail(reason)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Added here, after Keras Tuner deep-copies the search's callbacks.

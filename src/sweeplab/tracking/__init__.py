@@ -4,5 +4,5 @@ epoch metrics written off the training thread (`epochs`), logged models
 predictions, per-trial figures, queries that read runs back, and the UI's
 addresses (`ui`).
 
-May import: sweeplab.errors.
+May import: sweeplab.errors, sweeplab.net.
 """

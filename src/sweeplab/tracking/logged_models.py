@@ -57,10 +57,11 @@ def download_model(client, run, destination: Path) -> Path | None:
     if model_id is None:
         return None
     destination.mkdir(parents=True, exist_ok=True)
+    # The model's own artifact location: a models:/ URI would be looked up in MLflow's global store.
+    location = client.get_logged_model(model_id).artifact_location
     return Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model_id}", dst_path=str(destination), tracking_uri=client.tracking_uri
-        )
+        mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination),
+                                            tracking_uri=client.tracking_uri)
     )
 
 

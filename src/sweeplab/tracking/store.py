@@ -117,6 +117,30 @@ def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, st
     return client, uri, experiment.experiment_id
 
 
+def open_run(uri: str | None, run_id: str):
+    """(client, uri, run) for a run that must exist (an agent joining a search)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_uri(uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; pass the search's --tracking-uri")
+    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    with _fast_http():
+        try:
+            run = client.get_run(run_id)
+        except MlflowException as err:
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise TrackingError(f"run {run_id!r}: no such run in {display_uri(uri)}") from None
+            raise TrackingError(f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: "
+                                f"{short_reason(redact(str(err)))}") from None
+        except Exception as err:
+            raise TrackingError(f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: "
+                                f"{short_reason(redact(str(err)))}") from None
+    return client, uri, run
+
+
 def _get_experiment(client, name: str, uri: str):
     """The experiment, or None; the store's first request, so a wrong URI fails in seconds."""
     with _store_errors(uri), _fast_http():

@@ -5,6 +5,8 @@ FAMILY = "sweeplab.family"
 TUNER = "sweeplab.tuner"
 TRIAL_ID = "sweeplab.trial_id"
 WORKER = "sweeplab.worker"
+# host:port of a search's oracle, where agents join it.
+ORACLE = "sweeplab.oracle"
 SEARCH_KEY = "sweeplab.search_key"
 OVERRIDES = "sweeplab.overrides"
 METHOD = "sweeplab.ensemble_method"

@@ -1,0 +1,89 @@
+"""`python -m sweeplab.agent SEARCH_RUN_ID [--tracking-uri URI]`: train trials
+of a running search from any machine.
+
+The search's MLflow run holds what an agent needs: the resolved config
+(`config.yaml`) and the address of the search's oracle (tag
+`sweeplab.oracle`). The agent loads the data set on this machine, asks the
+oracle for trials, trains them and logs them under the search's run until the
+oracle says the search is done. The oracle's token comes from
+SWEEPLAB_ORACLE_TOKEN (the search prints the command with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+EXIT_USAGE = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweeplab.agent", description=__doc__.splitlines()[0])
+    p.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the MLflow run id of the search to join")
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="the search's MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
+    )
+    return p
+
+
+def joined_search(search_run_id: str, tracking_uri: str | None):
+    """(validated config, oracle address) of a running search, or a SweeplabError saying why not."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from sweeplab.config.validation import validate
+    from sweeplab.errors import TrackingError
+    from sweeplab.tracking.store import display_uri, open_run
+    from sweeplab.tracking.tags import ORACLE, ROLE
+
+    client, uri, run = open_run(tracking_uri, search_run_id)
+    if run.data.tags.get(ROLE) != "search":
+        raise TrackingError(f"run {search_run_id}: not a sweeplab search run (tag {ROLE} is "
+                            f"{run.data.tags.get(ROLE)!r}); pass the search's run id")
+    if run.info.status != "RUNNING":
+        raise TrackingError(f"search run {search_run_id} is {run.info.status}: nothing left to train")
+    address = run.data.tags.get(ORACLE)
+    if not address:
+        raise TrackingError(f"search run {search_run_id} serves no oracle: start it with tuner.workers=0 "
+                            "(or > 1) for agents to join")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = validate(OmegaConf.load(client.download_artifacts(search_run_id, "config.yaml", tmp)))
+    # The logged config holds the store's URI with its password masked: use the agent's own.
+    cfg.tracking.uri = uri
+    print(f"[sweeplab] agent joining search {run.info.run_name} ({search_run_id}) in {display_uri(uri)}, "
+          f"oracle {address}", flush=True)
+    return cfg, address
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sweeplab.config.schema import ORACLE_TOKEN_ENV
+    from sweeplab.errors import SweeplabError
+
+    args = parser().parse_args(argv)
+    token = os.environ.get(ORACLE_TOKEN_ENV)
+    if not token:
+        print(f"sweeplab.agent: set {ORACLE_TOKEN_ENV} to the search's oracle token (the search printed the "
+              "command that does)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        cfg, address = joined_search(args.search_run_id, args.tracking_uri)
+        from sweeplab.search.worker import train_trials
+
+        host, pid = socket.gethostname(), os.getpid()
+        # Unique per process; never "chief" (Keras Tuner gives that id the chief's part).
+        tuner_id = f"agent-{host}-{pid}".replace("chief", "ch1ef")
+        return train_trials(cfg, args.search_run_id, address, token, tuner_id, name="agent")
+    except SweeplabError as err:
+        print(f"sweeplab.agent: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

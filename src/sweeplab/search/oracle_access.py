@@ -1,0 +1,163 @@
+"""Who may talk to a search's oracle, and who is still there.
+
+Keras Tuner's oracle is a gRPC service with no authentication of its own: any
+process that reaches its port could ask for trials or report results. The
+chief checks a token on every call (a server interceptor) and refuses, logs
+and ignores a call without it. Every call also names its tuner, so the chief
+knows when each worker or agent was last heard from: one silent for longer
+than the lease has lost its trial (`chief.py` hands it to another), and its
+later calls are refused. Workers and agents send the token and their tuner id
+with every call, and a heartbeat between calls.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import os
+import secrets
+import sys
+import threading
+import time
+
+# gRPC's own info lines (a peer going away at the end of a search) are not for users.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import grpc  # noqa: E402
+
+from sweeplab.config.schema import ORACLE_TOKEN_ENV
+from sweeplab.net import is_loopback
+from sweeplab.errors import ConfigError
+
+ENV_TOKEN = ORACLE_TOKEN_ENV
+_TOKEN_KEY = "x-sweeplab-oracle-token"
+_TUNER_KEY = "x-sweeplab-tuner-id"
+
+
+def search_token(host: str) -> str:
+    """The token of a search whose oracle listens on `host`: the team's shared one
+    (SWEEPLAB_ORACLE_TOKEN; validation requires it off loopback), else a fresh secret."""
+    token = os.environ.get(ENV_TOKEN)
+    if token:
+        return token
+    if not is_loopback(host):
+        raise ConfigError("tuner.oracle.host", host, f"loopback, or a shared secret in {ENV_TOKEN}")
+    return secrets.token_urlsafe(32)
+
+
+class Access(grpc.ServerInterceptor):
+    """Lets a call through only with the search's token and a tuner whose lease holds;
+    records when each tuner was last heard from."""
+
+    def __init__(self, token: str):
+        self.token = token.encode()
+        self.last_seen: dict[str, float] = {}
+        self.expired: set[str] = set()
+        self._lock = threading.Lock()
+
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sweeplab oracle: missing or wrong token")
+
+        def expired(request, context):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sweeplab oracle: lease expired, trial handed to another")
+
+        self._refused = grpc.unary_unary_rpc_method_handler(refuse)
+        self._expired = grpc.unary_unary_rpc_method_handler(expired)
+
+    def intercept_service(self, continuation, handler_call_details):
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if not hmac.compare_digest(metadata.get(_TOKEN_KEY, "").encode(), self.token):
+            print(f"[sweeplab] oracle: refused {handler_call_details.method}: missing or wrong token",
+                  file=sys.stderr, flush=True)
+            return self._refused
+        tuner_id = metadata.get(_TUNER_KEY)
+        with self._lock:
+            if tuner_id in self.expired:
+                return self._expired
+            if tuner_id:
+                self.last_seen[tuner_id] = time.monotonic()
+        return continuation(handler_call_details)
+
+    def silent_for(self, seconds: float) -> list[str]:
+        """Tuners not heard from for `seconds`; from now on their calls are refused."""
+        now = time.monotonic()
+        with self._lock:
+            lost = [t for t, seen in self.last_seen.items() if now - seen > seconds]
+            for tuner_id in lost:
+                del self.last_seen[tuner_id]
+                self.expired.add(tuner_id)
+        return lost
+
+
+class _CallDetails(
+    collections.namedtuple("_CallDetails", "method timeout metadata credentials wait_for_ready compression"),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _Identify(grpc.UnaryUnaryClientInterceptor):
+    """Adds the token and the tuner id to every call; a bounded wait for the oracle
+    instead of Keras Tuner's hour, so a worker whose chief is gone stops."""
+
+    def __init__(self, token: str, tuner_id: str, wait_s: float):
+        self.metadata = [(_TOKEN_KEY, token), (_TUNER_KEY, tuner_id)]
+        self.wait_s = wait_s
+
+    def intercept_unary_unary(self, continuation, details, request):
+        timeout = min(details.timeout, self.wait_s) if details.timeout else self.wait_s
+        return continuation(
+            _CallDetails(details.method, timeout, [*(details.metadata or ()), *self.metadata], details.credentials,
+                         details.wait_for_ready, details.compression),
+            request,
+        )
+
+
+def channel(address: str, token: str, tuner_id: str, wait_s: float):
+    return grpc.intercept_channel(grpc.insecure_channel(address), _Identify(token, tuner_id, wait_s))
+
+
+def identify_keras_tuner_clients(token: str, tuner_id: str, wait_s: float) -> None:
+    """Every OracleClient Keras Tuner makes in this process sends `token` and `tuner_id`
+    (it builds its own channel, from KERASTUNER_ORACLE_IP and _PORT)."""
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_client
+
+    class IdentifiedOracleClient(oracle_client.OracleClient):
+        def __init__(self, oracle):
+            super().__init__(oracle)
+            address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+            self.stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, wait_s))
+
+    # Looked up on the module when a tuner is built (BaseTuner.__init__).
+    oracle_client.OracleClient = IdentifiedOracleClient
+
+
+def oracle_trouble(err, address: str, wait_s: float) -> str:
+    """A failed call to the oracle, in words."""
+    if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+        return f"the oracle at {address} refused this worker: {err.details()}"
+    return f"the search's oracle at {address} has not answered for {wait_s:g} s ({err.code().name})"
+
+
+def heartbeat(address: str, token: str, tuner_id: str, every_s: float, give_up_s: float, on_loss) -> None:
+    """In a daemon thread: tell the chief this tuner is alive every `every_s`; call
+    `on_loss(reason)` when the chief refuses it (lease expired) or has not answered
+    for `give_up_s` (stopped or killed)."""
+    from keras_tuner.src import protos
+
+    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, every_s))
+    request = protos.get_service().GetSpaceRequest()
+
+    def beat():
+        answered = time.monotonic()
+        while True:
+            try:
+                stub.GetSpace(request, timeout=every_s)
+                answered = time.monotonic()
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.PERMISSION_DENIED or time.monotonic() - answered > give_up_s:
+                    return on_loss(oracle_trouble(err, address, give_up_s))
+            time.sleep(every_s)
+
+    threading.Thread(target=beat, name="sweeplab-heartbeat", daemon=True).start()

@@ -1,0 +1,65 @@
+"""Real processes for the tests that need them (a chief, agents, a tracking server):
+output to a file, each in a process group of its own, stopped at the end of the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3",
+            "MLFLOW_TRACKING_URI": ""}
+
+
+class Process:
+    """A real process with its output in a file, stopped at the end of the test."""
+
+    def __init__(self, args: list, cwd: Path, log: Path, shell: bool = False, extra_env: dict | None = None):
+        self.log = log
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(args, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=out,
+                                         stderr=subprocess.STDOUT, text=True, shell=shell, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait(self, timeout: float = 300) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.proc.args} still running after {timeout} s:\n{self.output()[-3000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM to its process group (a server stops what it started), SIGKILL if that is not enough."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def until(condition, timeout: float = 180, what: str = "", *alive: Process):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in alive:
+            if process.proc.poll() is not None:
+                pytest.fail(f"{process.proc.args} exited ({process.proc.returncode}) before {what}:\n"
+                            f"{process.output()[-3000:]}")
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception:  # the store may be mid-write
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")

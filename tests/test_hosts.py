@@ -1,0 +1,117 @@
+"""Several machines, as several machines: network namespaces with addresses of
+their own on one bridge. The tracking server (basic auth, PostgreSQL behind it)
+runs on the bridge's host side, the chief in one namespace with its oracle on
+that namespace's address (a shared token), two agents in two more."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+from mlflow import MlflowClient
+
+from processes import Process, until
+
+pytestmark = pytest.mark.slow
+
+TOKEN, PASSWORD = "shared-oracle-token", "team-secret-2"
+LOGIN = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD, "SWEEPLAB_ORACLE_TOKEN": TOKEN}
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def hosts():
+    """{name: address} of a server side (the host) and three namespaces: chief, agent0, agent1."""
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("network namespaces need iproute2's `ip` and root")
+    tag = uuid.uuid4().hex[:5]
+    subnet = f"10.{77 + int(tag[:2], 16) % 100}.{int(tag[2:4], 16)}"
+    bridge = f"swb{tag}"
+    names = {"chief": 2, "agent0": 3, "agent1": 4}
+    made: list[str] = []
+    try:
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("addr", "add", f"{subnet}.1/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        for name, last in names.items():
+            ns, outside, inside = f"sw{tag}{name}", f"sw{tag}o{last}", f"sw{tag}i{last}"
+            _ip("netns", "add", ns)
+            made.append(ns)
+            _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+            _ip("link", "set", inside, "netns", ns)
+            _ip("link", "set", outside, "master", bridge, "up")
+            _ip("-n", ns, "addr", "add", f"{subnet}.{last}/24", "dev", inside)
+            _ip("-n", ns, "link", "set", inside, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+    except subprocess.CalledProcessError as err:
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        pytest.skip(f"cannot make network namespaces here: {err.stderr.decode().strip()}")
+    yield {"server": f"{subnet}.1", **{n: f"{subnet}.{last}" for n, last in names.items()},
+           **{f"ns:{n}": f"sw{tag}{n}" for n in names}}
+    for ns in made:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def in_namespace(hosts: dict, name: str, *command: str) -> list[str]:
+    return ["ip", "netns", "exec", hosts[f"ns:{name}"], *command]
+
+
+def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts, tmp_path, processes, postgres):
+    from conftest import free_port
+
+    port = free_port()
+    server = Process([sys.executable, "-m", "sweeplab.tracking.server", "--host", hosts["server"], "--port", str(port)],
+                     tmp_path, tmp_path / "server.log",
+                     extra_env={"DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}",
+                                "ARTIFACTS": str(tmp_path / "artifacts"), "SWEEPLAB_ADMIN_PASSWORD": PASSWORD})
+    processes.append(server)
+    until(lambda: "MLflow tracking server ready" in server.output(), 120, "the server", server)
+    uri = f"http://{hosts['server']}:{port}"
+
+    (tmp_path / "chief").mkdir()
+    chief = Process(in_namespace(hosts, "chief", sys.executable, "-m", "sweeplab", "tracking=server",
+                                 f"tracking.uri={uri}", "tuner.workers=0", f"tuner.oracle.host={hosts['chief']}",
+                                 "tuner.max_trials=4", "trainer.epochs=2", "trainer.verbose=0", "ensemble=none"),
+                    tmp_path / "chief", tmp_path / "chief.log", extra_env=LOGIN)
+    processes.append(chief)
+    found = until(lambda: re.search(r"python -m sweeplab\.agent (\w+) --tracking-uri (\S+)", chief.output()), 120,
+                  "the agent command", chief)
+    run_id = found.group(1)
+    agents = []
+    for name in ("agent0", "agent1"):
+        (tmp_path / name).mkdir()
+        agents.append(Process(in_namespace(hosts, name, sys.executable, "-m", "sweeplab.agent", run_id,
+                                           "--tracking-uri", uri),
+                              tmp_path / name, tmp_path / f"{name}.log", extra_env=LOGIN))
+    processes.extend(agents)
+    assert chief.wait(300) == 0, chief.output()[-3000:]
+    for agent in agents:
+        assert agent.wait(60) == 0, agent.output()[-3000:]
+
+    os.environ.update({k: v for k, v in LOGIN.items() if k.startswith("MLFLOW_")})
+    try:
+        client = MlflowClient(uri)
+        search = client.get_run(run_id)
+        assert search.data.tags["sweeplab.oracle"].startswith(f"{hosts['chief']}:")
+        trials = client.search_runs([search.info.experiment_id], "tags.`sweeplab.role` = 'trial'")
+    finally:
+        for key in LOGIN:
+            if key.startswith("MLFLOW_"):
+                os.environ.pop(key, None)
+    finished = [t for t in trials if t.info.status == "FINISHED"]
+    assert sorted(t.data.tags["sweeplab.trial_id"] for t in finished) == ["0", "1", "2", "3"]
+    # Each namespace is its own host to the agents' processes, but they share this machine's name: the tag
+    # tells them apart by process id.
+    assert {t.data.tags["sweeplab.worker"].partition("@")[0] for t in finished} == {"agent"}
+    assert "agent joining search" in agents[0].output() or "agent joining search" in agents[1].output()
