@@ -58,17 +58,18 @@ def main() -> int:
     from sweeplab.search import tuning
 
     samples: list[tuple[float, float]] = []
-    run_trial = tuning.TrackedTrials.run_trial
+    # Every finished trial is recorded, one at a time or in a pack (tuner.pack).
+    record_trial = tuning.TrackedTrials.record_trial
 
     def measured(self, trial, *a, **kw):
         try:
-            return run_trial(self, trial, *a, **kw)
+            return record_trial(self, trial, *a, **kw)
         finally:
             samples.append(rss_mb())
             current, peak = samples[-1]
             print(f"[memory] trial {len(samples):3d}: rss {current:7.1f} MiB, peak {peak:7.1f} MiB", flush=True)
 
-    tuning.TrackedTrials.run_trial = measured  # measure, change nothing else
+    tuning.TrackedTrials.record_trial = measured  # measure, change nothing else
 
     def search(tmp: str, trials: int, seed: int) -> None:
         overrides = [

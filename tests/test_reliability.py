@@ -451,6 +451,8 @@ def test_a_worker_exiting_nonzero_stops_the_search_with_exit_2(tmp_path):
 # ---------------------------------------------------------------- resume, Ctrl-C, fresh start
 
 SLOW_TRIALS = [
+    # One trial at a time: these promises are about the trial that was running (packs: test_packing.py).
+    "tuner.pack=1",
     "tuner.max_trials=2",
     "trainer.epochs=15",
     "trainer.batch_size=8",
@@ -588,7 +590,8 @@ def test_a_finished_trials_graphs_are_freed(store, make_config, monkeypatch):
             traced_by_trial.append((len(traced), weakref.WeakSet(traced)))
 
     monkeypatch.setattr(tuning.TrackedTrials, "run_trial", observed)
-    run(make_config([*store["overrides"], *TINY_FAST, *FIXED, "tuner=random", "tuner.max_trials=3"]))
+    # One trial at a time, to see each trial's graphs (a pack's: bench/memory.py).
+    run(make_config([*store["overrides"], *TINY_FAST, *FIXED, "tuner=random", "tuner.max_trials=3", "tuner.pack=1"]))
     assert len(traced_by_trial) == 3
     traced_count, first_trials_graphs = traced_by_trial[0]
     assert traced_count > 0

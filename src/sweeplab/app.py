@@ -120,9 +120,14 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
 
     The search run ends FINISHED, KILLED (Ctrl-C) or FAILED, whatever happens.
     """
-    from sweeplab.search import chief, tuning
+    from sweeplab.search import chief, packing, tuning
+    from sweeplab.tracking.tags import PACKING
 
     directory, _ = tuner_location(cfg)
+    size, why_not = packing.pack_size(cfg, dataset), packing.why_not_packed(cfg, dataset)
+    packs = f"{size} trials per pack" if size > 1 else f"one trial at a time ({why_not or 'tuner.pack=1'})"
+    search_run.client.set_tag(search_run.run_id, PACKING, packs)
+    print(f"[sweeplab] training {packs}", flush=True)
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
     status = "FAILED"
     stopped = None
@@ -131,6 +136,8 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
         tuner = tuning.make_tuner(
             cfg, hypermodel, search_run, dataset, directory, project, overwrite=not search_run.resumed
         )
+        if search_run.resumed:
+            tuner.rerecord_unlogged()
         if cfg.tuner.workers != 1:  # other processes train: local workers, agents
             chief.serve(tuner, cfg, search_run, Path(directory) / project)
         else:
@@ -182,6 +189,9 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
         totals[f"best_{objective}"] = best.data.metrics[objective_key]
     log_metrics(client, parent_id, totals)
 
+    packs = packs_formed(client, experiment_id, parent_id)
+    if packs:
+        client.log_text(parent_id, packs, "packs.txt")
     print()
     print(leaderboard(runs, objective, cfg.leaderboard_rows))
     if cfg.compare_by:
@@ -191,6 +201,18 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
         for trial_id, reason in failures:
             print(f"  trial {trial_id}: {reason}")
     return Summary(runs, failures, totals.get(f"best_{objective}"))
+
+
+def packs_formed(client, experiment_id: str, parent_id: str) -> str:
+    """One line per pack of trials trained together (tuner.pack), from the trial runs' tags."""
+    from sweeplab.tracking.queries import trial_runs
+    from sweeplab.tracking.tags import PACK
+
+    packs = set()
+    for status in ("FINISHED", "FAILED"):
+        packs |= {r.data.tags[PACK] for r in trial_runs(client, experiment_id, parent_id, status=status)
+                  if PACK in r.data.tags}
+    return "\n".join(sorted(packs))
 
 
 def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str, experiment_id: str) -> None:

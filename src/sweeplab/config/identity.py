@@ -36,7 +36,8 @@ NOT_IDENTITY = {
     "state_dir": EVERY_KEY,
     "leaderboard_rows": EVERY_KEY,
     "compare_by": EVERY_KEY,
-    "tuner": {"overwrite", "workers", "oracle"},
+    # pack: a trial trained in a pack ends as it would alone.
+    "tuner": {"overwrite", "workers", "oracle", "pack"},
     "trainer": {"verbose", "steps_per_execution", "best_weights", "tensorboard"},
 }
 

@@ -74,6 +74,9 @@ class TunerConfig:
     # mode); 0: none, the search only serves its oracle to agents.
     workers: int = 1
     oracle: OracleConfig = field(default_factory=OracleConfig)
+    # Trials trained together as branches of one graph (an integer, or auto: 8 for dense
+    # families, one at a time where trials cannot share a graph cheaply).
+    pack: Any = "auto"
     # Hyperband only.
     max_epochs: int = 9
     factor: int = 3

@@ -110,6 +110,8 @@ def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     if tuner.workers < 0:
         raise ConfigError("tuner.workers", tuner.workers, "an integer >= 0 (0: only agents train)")
     _check_oracle(tuner.oracle)
+    if tuner.pack != "auto" and (isinstance(tuner.pack, bool) or not isinstance(tuner.pack, int) or tuner.pack < 1):
+        raise ConfigError("tuner.pack", tuner.pack, "auto, or an integer >= 1 (trials trained together)")
     if tuner.kind in (TunerKind.random, TunerKind.bayesian):
         if tuner.max_trials is None:
             raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")

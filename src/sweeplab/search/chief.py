@@ -150,8 +150,9 @@ def _listens_on_loopback(host: str) -> bool:
 def _done(oracle, servicer, procs: list, access) -> bool:
     """No trial left to hand out or running, and every tuner that asked has been told to stop;
     or no one left to train (every local worker gone, and no agent heard from)."""
-    no_more = servicer.stop_triggered or (
-        bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials and not oracle._retry_queue
+    # A trial handed back (a lost agent's) must still go out, even once some slot was told to stop.
+    no_more = not oracle._retry_queue and (
+        servicer.stop_triggered or (bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials)
     )
     if no_more and not oracle.ongoing_trials and not oracle.tuner_ids:
         return all(proc.poll() is not None for proc in procs)
@@ -166,19 +167,24 @@ def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
     from sweeplab.tracking.queries import trial_runs
     from sweeplab.tracking.tags import FAILURE, TRIAL_ID
 
+    def its_own(key: str) -> bool:  # the tuner's id, or one of its pack's slots (tuner.pack)
+        return key == tuner_id or key.startswith(f"{tuner_id}-pack")
+
     with oracle_module.LOCKS[oracle]:  # the oracle's own lock: gRPC threads are using it
-        trial = oracle.ongoing_trials.pop(tuner_id, None)
-        oracle.tuner_ids.discard(tuner_id)
-        if trial is not None:
-            oracle._retry_queue.append(trial.trial_id)
+        lost = [oracle.ongoing_trials.pop(key) for key in [k for k in oracle.ongoing_trials if its_own(k)]]
+        for key in [k for k in oracle.tuner_ids if its_own(k)]:
+            oracle.tuner_ids.discard(key)
+        oracle._retry_queue.extend(trial.trial_id for trial in lost)
+        if lost:
             oracle.save()
-    if trial is None:
+    if not lost:
         return
     reason = f"agent lost: {tuner_id} stopped answering for {lease_s:g} s; the trial goes to another"
-    print(f"[sweeplab] trial {trial.trial_id}: {reason}", flush=True)
+    lost_ids = {trial.trial_id for trial in lost}
+    print(f"[sweeplab] trial(s) {', '.join(sorted(lost_ids))}: {reason}", flush=True)
     client = search_run.client
     for run in trial_runs(client, search_run.experiment_id, search_run.run_id, status="RUNNING"):
-        if run.data.tags.get(TRIAL_ID) == trial.trial_id:
+        if run.data.tags.get(TRIAL_ID) in lost_ids:
             client.set_tag(run.info.run_id, FAILURE, reason)
             client.set_terminated(run.info.run_id, "FAILED")
 

@@ -20,10 +20,7 @@ import sys
 import threading
 import time
 
-# gRPC's own info lines (a peer going away at the end of a search) are not for users.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-import grpc  # noqa: E402
+import grpc
 
 from sweeplab.config.schema import ORACLE_TOKEN_ENV
 from sweeplab.net import is_loopback

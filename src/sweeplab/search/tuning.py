@@ -19,8 +19,8 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import short_reason
-from sweeplab.search import graph_memory, training
-from sweeplab.tracking import lineage, plots, predictions
+from sweeplab.search import graph_memory, packing, training
+from sweeplab.tracking import lineage, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
 
 # Under the search's folder: Keras Tuner writes each trial's TensorBoard logs to <trial id>/.
@@ -68,24 +68,37 @@ class TrackedTrials:
         self._eval_sets: dict = {}  # tf.data val/test pipelines, built once
         super().__init__(*args, **kwargs)
 
-    def run_trial(self, trial, *args, **kwargs):
+    def new_trial_run(self, trial, tags: dict | None = None) -> TrialRun:
         values = dict(trial.hyperparameters.values)
-        self._trial_run = TrialRun(
-            self.search_run, trial.trial_id, self.family_name, values, self.worker, datasets=self.lineage
+        return TrialRun(
+            self.search_run, trial.trial_id, self.family_name, values, self.worker, datasets=self.lineage, tags=tags
         )
+
+    def run_trial(self, trial, *args, **kwargs):
+        self._trial_run = self.new_trial_run(trial)
         self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
             self._check_finite(histories)
-            self._record(trial, histories)
+            self._restore_best(trial)
+            objective = self.oracle.objective
+            scored = tuner_utils.convert_to_metrics_dict(histories, objective)[objective.name]
+            self.record_trial(trial, self._model, self._trial_run, self.final_metrics(self._model), len(histories),
+                              scored)
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             self._trial_run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
             self._trial_run = None
             raise
-        self._trial_run.finish()
-        self._trial_run = None
+        self._trial_run = None  # its run ends FINISHED on the writer thread
         return histories
+
+    def on_trial_end(self, trial):
+        if self.worker:
+            # A worker's or agent's runs land before the chief hears the trial ended: the chief
+            # reads them as soon as the last one has.
+            writer.wait_for_writes()
+        super().on_trial_end(trial)
 
     def abandon_trial(self, reason: str) -> None:
         """From another thread, before this process stops: the running trial's run ends FAILED."""
@@ -116,6 +129,12 @@ class TrackedTrials:
         self._model = super()._try_build(hp)
         return self._model
 
+    def _build_hypermodel(self, hp):
+        # A trial's initial weights depend on the seed and the trial alone: the same in a
+        # pack, in a worker or after a resume as in one process.
+        keras.utils.set_random_seed(trial_seed(self.hypermodel.cfg.seed, hp))
+        return super()._build_hypermodel(hp)
+
     def _check_finite(self, histories) -> None:
         for history in histories:
             losses = history.history.get("loss", [])
@@ -123,51 +142,106 @@ class TrackedTrials:
                 if not math.isfinite(loss):
                     raise kt.errors.FailedTrialError(f"loss became {loss} at epoch {epoch + 1}")
 
-    def _record(self, trial, histories) -> None:
-        """Best epoch's weights -> final val/test metrics, curves, summary, predictions, model.
+    def _restore_best(self, trial) -> None:
+        """The best epoch's weights into the model; Keras Tuner's checkpoint holds them too."""
+        if self._best is not None and self._best.weights is not None:
+            self._best.restore_and_write(self._model)
+        else:
+            self._model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+
+    def eval_set(self, split_name: str):
+        """The split as a tf.data pipeline, built once: evaluating it reuses the traced test function."""
+        if split_name not in self._eval_sets:
+            self._eval_sets[split_name] = training.eval_data(getattr(self.dataset, split_name), self.hypermodel.cfg.trainer)
+        return self._eval_sets[split_name]
+
+    def final_metrics(self, model) -> dict:
+        """`final_val_*` and `test_*`: the model evaluated on the validation and test splits."""
+        metrics = {}
+        for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
+            if self.hypermodel.cfg.trainer.tf_data:
+                scores = model.evaluate(self.eval_set(split_name), verbose=0, return_dict=True)
+            else:
+                split = getattr(self.dataset, split_name)
+                scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
+            metrics.update({prefix + k: v for k, v in scores.items()})
+        return metrics
+
+    def record_trial(self, trial, model, run: TrialRun, final: dict, executions: int, scored: float) -> None:
+        """A trained trial's results, curves, summary, predictions and model, to its run; what
+        touches the model happens here, the writes on the writer thread while the next trial
+        trains, and the run is FINISHED once they have landed.
 
         With `executions_per_trial` > 1 Keras Tuner scores the trial by the mean of each
         execution's best epoch (logged as `scored_<objective>`); the logged model, and
         the final metrics, are those of the best epoch of the best execution.
         """
-        model, run, data = self._model, self._trial_run, self.dataset
-        # The logged model is the best epoch's; Keras Tuner's checkpoint holds it too.
-        if self._best is not None and self._best.weights is not None:
-            self._best.restore_and_write(model)
-        else:
-            model.load_weights(self._get_checkpoint_fname(trial.trial_id))
-        objective = self.oracle.objective.name
+        data = self.dataset
         metrics = {
             "epochs_trained": len(run.epochs.history.get("loss", [])),
-            "executions": len(histories),
-            f"scored_{objective}": tuner_utils.convert_to_metrics_dict(histories, self.oracle.objective)[objective],
+            "executions": executions,
+            f"scored_{self.oracle.objective.name}": scored,
+            **final,
+            "param_count": model.count_params(),
         }
-        trainer = self.hypermodel.cfg.trainer
-        for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
-            split = getattr(data, split_name)
-            if trainer.tf_data:
-                if split_name not in self._eval_sets:
-                    self._eval_sets[split_name] = training.eval_data(split, trainer)
-                scores = model.evaluate(self._eval_sets[split_name], verbose=0, return_dict=True)
-            else:
-                scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
-            metrics.update({prefix + k: v for k, v in scores.items()})
-        metrics["param_count"] = model.count_params()
-        if self.log_models:  # first, so that the final metrics link to the logged model
-            run.log_model(model, data.test.take(5).x)
-        run.log_results(metrics)
-
-        figure = plots.learning_curves(run.epochs.history, f"trial {trial.trial_id}")
-        run.log_figure(figure, "learning_curves.png")
-        plots.close(figure)
+        history = {name: list(values) for name, values in run.epochs.history.items()}
         lines: list[str] = []
         model.summary(print_fn=lambda line, **_: lines.append(line))
-        run.log_text("\n".join(lines), "model_summary.txt")
         # Saved once so that ensembles never recompute them.
-        run.log_bytes(predictions.to_bytes(predictions.collect(model, data)), predictions.ARTIFACT)
+        saved_predictions = predictions.to_bytes(predictions.collect(model, data))
+        prepared = run.prepare_model(model, data.test.take(5).x) if self.log_models else None
         tensorboard = Path(self.project_dir) / TENSORBOARD / trial.trial_id
+
+        def curves():
+            figure = plots.learning_curves(history, f"trial {trial.trial_id}")
+            run.log_figure(figure, "learning_curves.png")
+            plots.close(figure)
+
+        steps = [lambda: run.upload_model(prepared)] if prepared else []  # first: the results link to the model
+        steps += [
+            lambda: run.log_results(metrics),
+            *([curves] if history else []),  # none for a trial recorded again from its checkpoint
+            lambda: run.log_text("\n".join(lines), "model_summary.txt"),
+            lambda: run.log_bytes(saved_predictions, predictions.ARTIFACT),
+        ]
         if tensorboard.is_dir():
-            run.log_artifacts(str(tensorboard), TENSORBOARD)
+            steps.append(lambda: run.log_artifacts(str(tensorboard), TENSORBOARD))
+        run.complete_in_background(steps)
+
+    def rerecord_unlogged(self) -> None:
+        """Trials Keras Tuner finished whose run never did (the process stopped while it was being
+        written): recorded again from their checkpoint, without training them again."""
+        from sweeplab.tracking.queries import trial_runs
+        from sweeplab.tracking.tags import RERECORDED, TRIAL_ID
+
+        search = self.search_run
+        logged = {r.data.tags.get(TRIAL_ID) for r in trial_runs(search.client, search.experiment_id, search.run_id)}
+        for trial in self.oracle.trials.values():
+            if trial.status != "COMPLETED" or trial.trial_id in logged:
+                continue
+            print(f"[sweeplab] trial {trial.trial_id}: finished but not recorded; recording it from its checkpoint",
+                  flush=True)
+            keras.backend.clear_session()
+            model = self._build_hypermodel(trial.hyperparameters)
+            try:
+                model.load_weights(self._get_checkpoint_fname(trial.trial_id))
+            except (OSError, ValueError) as err:
+                print(f"[sweeplab] trial {trial.trial_id}: cannot record it again ({short_reason(str(err))})",
+                      flush=True)
+                continue
+            run = self.new_trial_run(trial, tags={RERECORDED: "from its Keras Tuner checkpoint (no epoch curves)"})
+            self.record_trial(trial, model, run, self.final_metrics(model), executions=1, scored=trial.score)
+        writer.wait_for_writes()
+
+
+def trial_seed(seed: int, hp) -> int:
+    """A seed of the search's seed and the trial's values (stable across processes and packs)."""
+    import hashlib
+    import json
+
+    values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+    text = json.dumps([seed, values], sort_keys=True, default=str)
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
 
 
 class BestEpochInMemory(SaveBestEpoch):
@@ -234,16 +308,21 @@ def search(tuner, cfg, dataset) -> None:
             validation_data=(dataset.val.x, dataset.val.y),
             batch_size=cfg.trainer.batch_size,
         )
+    pack = packing.pack_size(cfg, dataset)
     graph_memory.spare_long_lived_objects()
     try:
-        tuner.search(
-            **data,
-            epochs=cfg.trainer.epochs,
-            callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
-            verbose=cfg.trainer.verbose,
-        )
+        if pack > 1:
+            packing.search_packed(tuner, cfg, pack, data["x"], data["validation_data"])
+        else:
+            tuner.search(
+                **data,
+                epochs=cfg.trainer.epochs,
+                callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
+                verbose=cfg.trainer.verbose,
+            )
     finally:
         graph_memory.release_long_lived_objects()
+        writer.wait_for_writes()  # every finished trial's run FINISHED before the search reads them
 
 
 def is_failure_limit(err: RuntimeError) -> bool:

@@ -31,6 +31,7 @@ def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner
     from sweeplab.search import tuning
     from sweeplab.search.oracle_access import heartbeat, identify_keras_tuner_clients, oracle_trouble
     from sweeplab.search.preparation import prepare, tuner_location
+    from sweeplab.tracking import writer
     from sweeplab.tracking.runs import SearchRun
     from sweeplab.tracking.store import connect
 
@@ -58,6 +59,7 @@ def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner
         print(f"[sweeplab] {tag}: {reason}; stopping (the trial it was training will be retried)",
               file=sys.stderr, flush=True)
         tuner.abandon_trial(reason)
+        writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
         os._exit(EXIT_ORACLE_LOST)
 
     heartbeat(oracle_address, token, tuner_id, every_s=oracle_cfg.lease_s / 6, give_up_s=oracle_cfg.wait_s,

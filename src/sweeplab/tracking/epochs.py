@@ -1,27 +1,11 @@
-"""Per-epoch metrics of a trial, written to MLflow off the training thread."""
+"""Per-epoch metrics of a trial, written to MLflow off the training thread (`writer`)."""
 
 from __future__ import annotations
 
 import time
 
+from sweeplab.tracking import writer
 from sweeplab.tracking.batches import log_metrics
-
-_metric_writer = None
-
-
-def metric_writer():
-    """This process's one background thread for epoch metrics: writes keep their order.
-
-    Not MLflow's own async logging: ending a run waits up to a second for its
-    queue to notice, and its failed writes are not retried.
-    """
-    global _metric_writer
-    if _metric_writer is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _metric_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeplab-metrics")
-    return _metric_writer
-
 
 class EpochLogger:
     """Keras callback body: one `log_batch` per epoch with every metric, written
@@ -49,7 +33,7 @@ class EpochLogger:
                     logger.history.setdefault(key, []).append(value)
                 now = int(time.time() * 1000)
                 logger.pending.append(
-                    metric_writer().submit(log_metrics, logger.client, logger.run_id, logs, epoch, now)
+                    writer.submit(log_metrics, logger.client, logger.run_id, logs, epoch, now)
                 )
 
         return _Callback()

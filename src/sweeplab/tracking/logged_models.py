@@ -11,33 +11,59 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 NAME = "model"  # the artifact path users load: runs:/<run id>/model
 AVERAGE_CODE = Path(__file__).with_name("keras_average.py")
 
 
-def log_model(client, experiment_id: str, run_id: str, save, model_type: str) -> str:
-    """Log what `save(path, mlflow_model)` writes as the run's logged model; return its id."""
-    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+@dataclass
+class PreparedModel:
+    """A logged model created and saved to a local folder, not yet uploaded."""
+
+    model_id: str
+    folder: tempfile.TemporaryDirectory
+    path: str
+
+
+def prepare_model(client, experiment_id: str, run_id: str, save, model_type: str) -> PreparedModel:
+    """Create the run's logged model and let `save(path, mlflow_model)` write its files locally."""
+    from mlflow.entities import LoggedModelStatus
     from mlflow.models import Model
 
     logged = client.create_logged_model(experiment_id, name=NAME, source_run_id=run_id, model_type=model_type)
+    folder = tempfile.TemporaryDirectory(prefix="sweeplab-model-")
+    path = os.path.join(folder.name, NAME)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, NAME)
-            metadata = Model(
-                artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id,
-                model_uuid=logged.model_id,
-            )
-            save(path, metadata)
-            client.log_model_artifacts(logged.model_id, path)
+        save(path, Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id,
+                         model_uuid=logged.model_id))
     except BaseException:
+        folder.cleanup()
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise
-    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-    return logged.model_id
+    return PreparedModel(logged.model_id, folder, path)
+
+
+def upload_model(client, run_id: str, prepared: PreparedModel) -> str:
+    """The prepared model's files to the store; the model READY and an output of the run. Returns its id."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+    try:
+        client.log_model_artifacts(prepared.model_id, prepared.path)
+    except BaseException:
+        client.finalize_logged_model(prepared.model_id, LoggedModelStatus.FAILED)
+        raise
+    finally:
+        prepared.folder.cleanup()
+    client.finalize_logged_model(prepared.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(prepared.model_id, step=0)])
+    return prepared.model_id
+
+
+def log_model(client, experiment_id: str, run_id: str, save, model_type: str) -> str:
+    """Log what `save(path, mlflow_model)` writes as the run's logged model; return its id."""
+    return upload_model(client, run_id, prepare_model(client, experiment_id, run_id, save, model_type))
 
 
 def model_id_of(client, run) -> str | None:
@@ -67,6 +93,11 @@ def download_model(client, run, destination: Path) -> Path | None:
 
 def log_keras_model(client, experiment_id: str, run_id: str, model, input_example) -> str:
     """A trained trial model; returns the logged model's id."""
+    return upload_model(client, run_id, prepare_keras_model(client, experiment_id, run_id, model, input_example))
+
+
+def prepare_keras_model(client, experiment_id: str, run_id: str, model, input_example) -> PreparedModel:
+    """A trained trial model, saved as a logged model of the run, ready to upload (see `upload_model`)."""
     import keras
     import mlflow
     from mlflow.models import infer_signature
@@ -91,7 +122,7 @@ def log_keras_model(client, experiment_id: str, run_id: str, model, input_exampl
                 pip_requirements=model_requirements(),
             )
 
-    return log_model(client, experiment_id, run_id, save, model_type="keras")
+    return prepare_model(client, experiment_id, run_id, save, model_type="keras")
 
 
 def save_average(path, metadata, keras_files, weights, heads, signature, input_example=None) -> None:

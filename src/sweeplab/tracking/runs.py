@@ -6,6 +6,8 @@ Everything goes through `MlflowClient` with explicit run ids, so no global
 
 from __future__ import annotations
 
+from sweeplab.errors import short_reason
+from sweeplab.tracking import writer
 from sweeplab.tracking.batches import log_bytes, log_metrics, log_params
 from sweeplab.tracking.epochs import EpochLogger
 from sweeplab.tracking.lineage import log_dataset_inputs
@@ -74,13 +76,13 @@ class TrialRun:
 
     def __init__(
         self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None,
-        datasets: dict | None = None,
+        datasets: dict | None = None, tags: dict | None = None,
     ):
         self.client = search.client
         self.experiment_id = search.experiment_id
         self.datasets = datasets or {}
         self.model_id: str | None = None
-        tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family}
+        tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family, **(tags or {})}
         if worker:
             tags[WORKER] = worker
         run = self.client.create_run(search.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
@@ -113,9 +115,34 @@ class TrialRun:
 
     def log_model(self, model, input_example) -> None:
         """The trained Keras model as the run's logged model `model`; metrics logged after it link to it."""
-        from sweeplab.tracking.logged_models import log_keras_model
+        self.upload_model(self.prepare_model(model, input_example))
 
-        self.model_id = log_keras_model(self.client, self.experiment_id, self.run_id, model, input_example)
+    def prepare_model(self, model, input_example):
+        """The model's files, saved locally (this touches the model: do it on the training thread)."""
+        from sweeplab.tracking.logged_models import prepare_keras_model
+
+        return prepare_keras_model(self.client, self.experiment_id, self.run_id, model, input_example)
+
+    def upload_model(self, prepared) -> None:
+        from sweeplab.tracking.logged_models import upload_model
+
+        self.model_id = upload_model(self.client, self.run_id, prepared)
+
+    def complete_in_background(self, steps: list) -> None:
+        """Run `steps` (writes that no longer touch the model) on the writer thread, then end the
+        run FINISHED, or FAILED with the reason if a step fails: the run is FINISHED only once
+        everything it holds has landed."""
+
+        def complete():
+            try:
+                for step in steps:
+                    step()
+            except Exception as err:
+                self.fail(short_reason(f"{type(err).__name__}: {err}"))
+                return
+            self.finish()
+
+        writer.submit(complete)
 
     def finish(self) -> None:
         self.epochs.flush()

@@ -5,6 +5,12 @@ FAMILY = "sweeplab.family"
 TUNER = "sweeplab.tuner"
 TRIAL_ID = "sweeplab.trial_id"
 WORKER = "sweeplab.worker"
+# A trial recorded again from its checkpoint after the process stopped while writing its run.
+RERECORDED = "sweeplab.rerecorded"
+# How a search trains its trials: N per pack, or one at a time and why (tuner.pack).
+PACKING = "sweeplab.packing"
+# Which pack a trial was trained in (tuner.pack), with the pack's trial ids.
+PACK = "sweeplab.pack"
 # host:port of a search's oracle, where agents join it.
 ORACLE = "sweeplab.oracle"
 SEARCH_KEY = "sweeplab.search_key"

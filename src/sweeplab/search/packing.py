@@ -1,0 +1,282 @@
+"""Trial packing (`tuner.pack`): several trials trained at once, as branches of one graph.
+
+A trial of a small model on small data is mostly per-step framework overhead and
+graph tracing, not arithmetic, so the cores idle. Fusing the models of repeated
+training jobs into one (HFTA: Wang et al., "Horizontally Fused Training Array",
+MLSys 2021) trains them at the cost of little more than one. Here up to K trials
+are asked of the oracle at once (a tuner id per slot, as distributed mode does),
+each is built as the standalone Keras model it would be alone, and one training
+step runs every active branch on the same batch with its own loss, optimizer,
+learning rate and metrics. Each branch keeps its own early stopping and best
+epoch; a branch that stops (or diverges) is skipped by the step from then on
+(`tf.cond`) while the others go on. Afterwards every branch is its own trial
+again: its MLflow run, final metrics, logged model and result to the oracle.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras_tuner.src.engine import trial as trial_module
+
+from sweeplab.errors import short_reason
+
+# Families whose models take the same flat batches and are cheap to fuse.
+DENSE_FAMILIES = {"mlp", "mlp_variant", "multi_output"}
+AUTO_PACK = 8
+_IDLE_WAIT_S = 0.5
+
+
+def why_not_packed(cfg, dataset) -> str | None:
+    """None when the search's trials can share a graph, else why they run one by one."""
+    images = any(i.is_image for i in dataset.inputs)
+    if cfg.family not in DENSE_FAMILIES and not (cfg.family == "residual" and not images):
+        return f"model={cfg.family} on {'images' if images else 'this data'} trains one trial at a time"
+    if cfg.tuner.executions_per_trial > 1:
+        return "tuner.executions_per_trial > 1"
+    if cfg.trainer.tensorboard:
+        return "trainer.tensorboard=true (one TensorBoard log per trial's own fit)"
+    if not cfg.trainer.tf_data:
+        return "trainer.tf_data=false (packs share one tf.data pipeline)"
+    return None
+
+
+def pack_size(cfg, dataset) -> int:
+    """How many trials train together: tuner.pack (auto: AUTO_PACK where the family allows)."""
+    wanted = AUTO_PACK if cfg.tuner.pack == "auto" else int(cfg.tuner.pack)
+    if wanted > 1 and why_not_packed(cfg, dataset):
+        return 1
+    return wanted
+
+
+class PackedModel(keras.Model):
+    """The branches of a pack, trained in one step; logs are `b<i>_<metric>`."""
+
+    def __init__(self, branches: list):
+        super().__init__()
+        self.branches = branches
+        self.active = keras.Variable(np.ones(len(branches), "int32"), dtype="int32", trainable=False, name="active")
+
+    def call(self, x, training=False):
+        return [branch(x, training=training) for branch in self.branches]
+
+    @property
+    def metrics(self):
+        return [metric for branch in self.branches for metric in branch.metrics]
+
+    def _batch_size(self, x):
+        return tf.shape(keras.tree.flatten(x)[0])[0]
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        logs = {}
+        for index, branch in enumerate(self.branches):
+
+            def step(branch=branch):
+                with tf.GradientTape() as tape:
+                    y_pred = branch(x, training=True)
+                    loss = branch._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=True)
+                branch._loss_tracker.update_state(loss, sample_weight=self._batch_size(x))
+                gradients = tape.gradient(loss, branch.trainable_weights)
+                branch.optimizer.apply_gradients(zip(gradients, branch.trainable_weights))
+                branch._compile_metrics.update_state(y, y_pred, None)
+                return tf.constant(True)
+
+            # A stopped branch gets no update at all (Adam would move it even with zero gradients).
+            tf.cond(self.active[index] > 0, step, lambda: tf.constant(False))
+            logs.update({f"b{index}_{k}": v for k, v in branch.get_metrics_result().items()})
+        return logs
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        logs = {}
+        for index, branch in enumerate(self.branches):
+            y_pred = branch(x, training=False)
+            loss = branch._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=False)
+            branch._loss_tracker.update_state(loss, sample_weight=self._batch_size(x))
+            branch._compile_metrics.update_state(y, y_pred, None)
+            logs.update({f"b{index}_{k}": v for k, v in branch.get_metrics_result().items()})
+        return logs
+
+
+def branch_logs(logs: dict, index: int) -> dict:
+    """Branch `index`'s epoch logs under the names its model alone would log."""
+    own, val = f"b{index}_", f"val_b{index}_"
+    picked = {}
+    for key, value in logs.items():
+        if key.startswith(own):
+            picked[key[len(own):]] = float(value)
+        elif key.startswith(val):
+            picked["val_" + key[len(val):]] = float(value)
+    return picked
+
+
+class Branch:
+    """One trial of a pack: its model and run, and what it would have had alone (early
+    stopping, the best epoch's weights, its epoch budget)."""
+
+    def __init__(self, slot: str, trial, tuner):
+        self.slot, self.trial, self.tuner = slot, trial, tuner
+        self.model = None
+        self.run = None
+        self.failure: str | None = None
+        self.status = trial_module.TrialStatus.COMPLETED
+        hp = trial.hyperparameters.values
+        self.epochs = int(hp.get("tuner/epochs", tuner.hypermodel.cfg.trainer.epochs))
+        self.initial_epoch = int(hp.get("tuner/initial_epoch", 0))
+        self.history: list[dict] = []  # its epochs' logs, under its own metric names
+        self.active = True
+        self.callbacks: list = []
+        self.best = None  # BestEpochInMemory
+        self.recorded = False
+
+    def fail(self, reason: str, status=trial_module.TrialStatus.FAILED) -> None:
+        self.failure, self.status, self.active = reason, status, False
+
+
+class PackMonitor(keras.callbacks.Callback):
+    """Each branch's callbacks on its own logs; a branch stops on its own early stopping,
+    its epoch budget or a NaN loss; the pack stops when no branch is left."""
+
+    def __init__(self, branches: list[Branch]):
+        super().__init__()
+        self.branches = branches
+
+    def on_train_begin(self, logs=None):
+        for branch in self.branches:
+            for callback in branch.callbacks:
+                callback.on_train_begin()
+
+    def on_epoch_end(self, epoch, logs=None):
+        for index, branch in enumerate(self.branches):
+            if not branch.active:
+                continue
+            own = branch_logs(logs or {}, index)
+            if not math.isfinite(own.get("loss", 0.0)):
+                branch.fail(f"FailedTrialError: loss became {own['loss']} at epoch {epoch + 1}")
+                continue
+            branch.history.append(own)
+            for callback in branch.callbacks:
+                callback.on_epoch_end(epoch, own)
+            if branch.model.stop_training or epoch + 1 >= branch.epochs:
+                branch.active = False
+        self.model.active.assign(np.array([int(b.active) for b in self.branches], "int32"))
+        if not any(b.active for b in self.branches):
+            self.model.stop_training = True
+
+
+def search_packed(tuner, cfg, size: int, train, val) -> None:
+    """Keras Tuner's search loop, `size` trials at a time (`train`, `val`: the tf.data pipelines)."""
+    slots = [f"{tuner.tuner_id}-pack{i}" for i in range(size)]
+    packs = 0
+    while True:
+        asked, stopped = [], 0
+        for slot in slots:
+            tuner.pre_create_trial()
+            trial = tuner.oracle.create_trial(slot)
+            if trial.status == trial_module.TrialStatus.STOPPED:
+                stopped += 1
+            elif trial.status == trial_module.TrialStatus.RUNNING:
+                asked.append(Branch(slot, trial, tuner))
+        if not asked:
+            if stopped == len(slots):  # every slot has been told the search is over
+                return
+            time.sleep(_IDLE_WAIT_S)  # the oracle waits for trials running elsewhere
+            continue
+        # Hyperband: one fit per starting epoch (branches differ only in how long they go on).
+        for start in sorted({b.initial_epoch for b in asked}):
+            packs += 1
+            pack = [b for b in asked if b.initial_epoch == start]
+            train_pack(pack, f"{tuner.tuner_id}/{packs}", tuner, cfg, train, val)
+
+
+def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> None:
+    """Build, train, record and report one pack; a branch that fails fails its trial alone."""
+    from keras_tuner.src import utils
+
+    from sweeplab.search import graph_memory, training
+    from sweeplab.search.tuning import BestEpochInMemory
+    from sweeplab.tracking.tags import PACK
+
+    keras.backend.clear_session()
+    graph_memory.release_traced_graphs()
+    members = ",".join(b.trial.trial_id for b in branches)
+    try:
+        for branch in branches:
+            branch.run = tuner.new_trial_run(branch.trial, tags={PACK: f"{name} (trials {members})"})
+            try:
+                branch.model = tuner._build_hypermodel(branch.trial.hyperparameters)
+                branch.model.optimizer.build(branch.model.trainable_variables)
+            except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
+                branch.fail(short_reason(f"{type(err).__name__}: {err}"), trial_module.TrialStatus.INVALID)
+                continue
+            branch.best = BestEpochInMemory(tuner.oracle.objective, tuner._get_checkpoint_fname(branch.trial.trial_id))
+            stopping = [c for c in training.callbacks(cfg.trainer) if isinstance(c, keras.callbacks.EarlyStopping)]
+            branch.callbacks = [branch.run.epochs.callback(), branch.best, *stopping]
+            for callback in branch.callbacks:
+                callback.set_model(branch.model)
+        built = [b for b in branches if b.failure is None]
+        packed = _fit(built, cfg, train, val) if built else None
+        done = [b for b in built if b.failure is None]
+        for branch in done:
+            # The best epoch's weights, in the model and in Keras Tuner's checkpoint (Hyperband goes on from it).
+            branch.best.restore_and_write(branch.model)
+            utils.save_json(tuner._get_build_config_fname(branch.trial.trial_id), branch.model.get_build_config())
+        finals = evaluate_pack(packed, built, {s: tuner.eval_set(s) for s in ("val", "test")}) if done else {}
+        for branch in done:
+            step = _best_epoch(branch.history, tuner.oracle.objective)
+            try:
+                tuner.record_trial(branch.trial, branch.model, branch.run, finals[branch], executions=1,
+                                   scored=tuner.oracle.objective.get_value(branch.history[step]))
+            except Exception as err:
+                branch.fail(short_reason(f"{type(err).__name__}: {err}"), trial_module.TrialStatus.INVALID)
+                continue
+            branch.recorded = True  # its run now ends on the writer thread
+            tuner.oracle.update_trial(branch.trial.trial_id, branch.history[step], step=step)
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        for branch in branches:
+            if branch.run is not None and not branch.recorded:
+                branch.run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
+        raise
+    for branch in branches:
+        if branch.failure is None:  # its run ends FINISHED on the writer thread (record_trial)
+            branch.trial.status = trial_module.TrialStatus.COMPLETED
+        else:
+            branch.trial.status, branch.trial.message = branch.status, branch.failure
+            branch.run.fail(branch.failure)
+        tuner.on_trial_end(branch.trial)
+
+
+def _best_epoch(history: list[dict], objective) -> int:
+    best = 0
+    for epoch, logs in enumerate(history):
+        if objective.better_than(objective.get_value(logs), objective.get_value(history[best])):
+            best = epoch
+    return best
+
+
+def _fit(branches: list[Branch], cfg, train, val) -> PackedModel:
+    packed = PackedModel([b.model for b in branches])
+    packed.compile(optimizer=keras.optimizers.SGD(), steps_per_execution=cfg.trainer.steps_per_execution)
+    packed.fit(
+        train, validation_data=val, epochs=max(b.epochs for b in branches), initial_epoch=branches[0].initial_epoch,
+        callbacks=[PackMonitor(branches)], verbose=cfg.trainer.verbose, shuffle=False,
+    )
+    return packed
+
+
+def evaluate_pack(packed: PackedModel, branches: list[Branch], eval_sets: dict) -> dict:
+    """{branch: final metrics} of the pack's branches as they are now (their best epochs' weights):
+    one evaluation per split, with the test function the pack traced for validation."""
+    results: dict = {b: {} for b in branches if b.failure is None}
+    for split, prefix in (("val", "final_val_"), ("test", "test_")):
+        scores = packed.evaluate(eval_sets[split], verbose=0, return_dict=True)
+        for index, branch in enumerate(branches):
+            if branch in results:
+                results[branch].update({prefix + k: v for k, v in branch_logs(scores, index).items()})
+    return results

@@ -1,0 +1,209 @@
+"""Trial packing (`tuner.pack`): trials trained together as branches of one graph
+end as they would alone, each with its own run, optimizer, early stopping and
+model; a branch that fails fails alone; kill -9 and resume keep their promises."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from conftest import ROOT, TINY
+from sweeplab.app import run
+
+
+def trials_by_id(uri: str, experiment_id: str, status: str = "FINISHED") -> dict:
+    client = MlflowClient(uri)
+    runs = client.search_runs([experiment_id], f"tags.`sweeplab.role` = 'trial' and attributes.status = '{status}'")
+    return {r.data.tags["sweeplab.trial_id"]: r for r in runs}
+
+
+def logged_weights(uri: str, run_id: str) -> list[np.ndarray]:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.keras.load_model(f"runs:/{run_id}/model").get_weights()
+
+
+def search(tmp_path, make_config, name: str, *overrides: str):
+    uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+    cfg = make_config([*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / name / 'state'}", "ensemble=none",
+                       *overrides])
+    return uri, run(cfg)
+
+
+def test_a_trial_in_a_pack_ends_as_it_would_alone(tmp_path, make_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # Different learning rates and optimizers per branch; patience 0, so that branches stop at different epochs.
+    common = ["tuner.max_trials=3", "trainer.epochs=6", "trainer.early_stopping.patience=0",
+              "model.space.learning_rate={type: choice, values: [0.0003, 0.003, 0.03], default: 0.003}"]
+    alone_uri, alone = search(tmp_path, make_config, "alone", *common, "tuner.pack=1")
+    packed_uri, packed = search(tmp_path, make_config, "packed", *common, "tuner.pack=3")
+    alone_trials = trials_by_id(alone_uri, alone.experiment_id)
+    packed_trials = trials_by_id(packed_uri, packed.experiment_id)
+    assert sorted(packed_trials) == sorted(alone_trials) == ["0", "1", "2"]
+    pack_tags = {t.data.tags["sweeplab.pack"] for t in packed_trials.values()}
+    assert len(pack_tags) == 1 and "trials 0,1,2" in pack_tags.pop()
+    assert "sweeplab.pack" not in alone_trials["0"].data.tags
+
+    # The first trial sees the same initial weights, batches and dropout masks either way
+    # (later trials alone see the pipeline's later epochs); in the pack, the others stop
+    # and go on around it.
+    one, other = alone_trials["0"], packed_trials["0"]
+    assert one.data.params == other.data.params
+    for key in ("epochs_trained", "final_val_accuracy", "final_val_loss", "test_accuracy", "test_loss"):
+        assert other.data.metrics[key] == pytest.approx(one.data.metrics[key], rel=1e-4, abs=1e-5), key
+    client_alone, client_packed = MlflowClient(alone_uri), MlflowClient(packed_uri)
+    curve = [m.value for m in client_alone.get_metric_history(one.info.run_id, "val_loss")]
+    packed_curve = [m.value for m in client_packed.get_metric_history(other.info.run_id, "val_loss")]
+    np.testing.assert_allclose(packed_curve, curve, rtol=1e-4)
+    for a, b in zip(logged_weights(alone_uri, one.info.run_id), logged_weights(packed_uri, other.info.run_id)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+    # Each branch kept its own early stopping: not every trial trained for the pack's longest.
+    epochs = sorted(t.data.metrics["epochs_trained"] for t in packed_trials.values())
+    assert epochs[0] < 6 and len(set(epochs)) > 1 or epochs == [6, 6, 6]
+    packs = MlflowClient(packed_uri).download_artifacts(packed.parent_run_id, "packs.txt", str(tmp_path))
+    assert "trials 0,1,2" in open(packs).read()
+    search_tags = MlflowClient(packed_uri).get_run(packed.parent_run_id).data.tags
+    assert search_tags["sweeplab.packing"] == "3 trials per pack"
+    alone_tags = MlflowClient(alone_uri).get_run(alone.parent_run_id).data.tags
+    assert alone_tags["sweeplab.packing"] == "one trial at a time (tuner.pack=1)"
+
+
+def test_a_diverging_branch_fails_alone_and_the_others_go_on(tmp_path, make_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri, result = search(tmp_path, make_config, "nan", "tuner=grid", "tuner.max_trials=2", "tuner.pack=2",
+                         "trainer.optimizer=sgd", "model.space.layers=1", "model.space.units=16",
+                         "model.space.activation=relu", "model.space.initializer=glorot_uniform",
+                         "model.space.batch_norm=none", "model.space.dropout=0.0",
+                         "model.space.learning_rate={type: choice, values: [0.01, 1.0e9], default: 0.01}")
+    assert (result.finished, result.failed) == (1, 1)
+    (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
+    assert failed.data.params["learning_rate"] == "1000000000.0"
+    assert "loss became nan" in failed.data.tags["sweeplab.failure"] or "inf" in failed.data.tags["sweeplab.failure"]
+    (finished,) = trials_by_id(uri, result.experiment_id).values()
+    assert finished.data.metrics["epochs_trained"] == 2  # it went on after its neighbour diverged
+    assert len(MlflowClient(uri).get_metric_history(failed.info.run_id, "loss")) <= 1
+
+
+FRAGILE_FAMILY = """
+from sweeplab.models import mlp
+from sweeplab.models.mlp import *  # the mlp family's schema and rules
+
+
+def build(values, dataset, cfg):
+    if values["layers"] == 2:
+        raise ValueError("this builder cannot make 2 layers")
+    return mlp.build(values, dataset, cfg)
+"""
+
+
+def test_a_branch_that_cannot_be_built_fails_alone(tmp_path, make_config, monkeypatch):
+    from sweeplab.models import FAMILIES
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fragile_mlp.py").write_text(FRAGILE_FAMILY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(FAMILIES, "mlp", "fragile_mlp")
+    uri, result = search(tmp_path, make_config, "fragile", "tuner=grid", "tuner.max_trials=2", "tuner.pack=2",
+                         "model.space.learning_rate=0.01", "model.space.layers=1",
+                         "model.space.layers={type: choice, values: [1, 2], default: 1}",
+                         "model.space.units=16", "model.space.dropout=0.0", "model.space.batch_norm=none",
+                         "model.space.activation=relu", "model.space.initializer=glorot_uniform")
+    assert (result.finished, result.failed) == (1, 1)
+    (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
+    assert "cannot make 2 layers" in failed.data.tags["sweeplab.failure"]
+
+
+def test_hyperband_packs_a_bracket_and_goes_on_from_its_checkpoints(tmp_path, make_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri, result = search(tmp_path, make_config, "hb", "tuner=hyperband", "tuner.max_epochs=4", "tuner.factor=2",
+                         "tuner.pack=4")
+    trials = trials_by_id(uri, result.experiment_id)
+    assert result.failed == 0 and len(trials) == result.finished >= 4
+    continued = [t for t in trials.values() if "tuner/trial_id" in t.data.params]
+    assert continued, "no trial went on from an earlier one"
+    packs = {t.data.tags["sweeplab.pack"] for t in trials.values()}
+    assert any(len(p.split("trials ")[1].split(",")) > 1 for p in packs)
+
+
+def test_auto_packs_dense_families_and_leaves_conv_families_alone(make_config):
+    from sweeplab.config.validation import validate
+    from sweeplab.data import datasets
+    from sweeplab.errors import ConfigError
+    from sweeplab.search.packing import AUTO_PACK, pack_size
+
+    def size(*overrides):
+        cfg = validate(make_config(["tuner.pack=auto", *overrides]))
+        return pack_size(cfg, datasets.load(cfg.data, cfg.seed))
+
+    assert size() == AUTO_PACK
+    assert size("model=inception") == 1
+    assert size("tuner.executions_per_trial=2") == 1
+    with pytest.raises(ConfigError, match="tuner.pack"):
+        validate(make_config(["tuner.pack=0"]))
+
+
+def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [sys.executable, "-m", "sweeplab", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", "tuner.pack=2",
+            "tuner.max_trials=4", "trainer.epochs=30", "trainer.early_stopping.enabled=false", "trainer.batch_size=8",
+            "trainer.steps_per_execution=1", "trainer.verbose=0", "ensemble=none"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": ""}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(uri)
+
+    def statuses():
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(experiments, "tags.`sweeplab.role` = 'trial'") if experiments else []
+        return sorted((r.data.tags["sweeplab.trial_id"], r.info.status) for r in runs)
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # the second pack running, the first one finished
+        try:
+            if statuses() == [("0", "FINISHED"), ("1", "FINISHED"), ("2", "RUNNING"), ("3", "RUNNING")]:
+                break
+        except Exception:
+            pass
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"the second pack never ran: {statuses()}")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert statuses() == [("0", "FINISHED"), ("1", "FINISHED"), ("2", "FAILED"), ("2", "FINISHED"),
+                          ("3", "FAILED"), ("3", "FINISHED")]
+
+
+def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(tmp_path, make_config, monkeypatch,
+                                                                              capsys):
+    """Runs are written off the training thread, after Keras Tuner has finished the trial: a
+    process that stops in between leaves a finished trial without a FINISHED run. The next
+    run of the command records it from its checkpoint and trains nothing."""
+    monkeypatch.chdir(tmp_path)
+    overrides = ["tuner.max_trials=2", "tuner.pack=2"]
+    uri, first = search(tmp_path, make_config, "rerecord", *overrides)
+    before = trials_by_id(uri, first.experiment_id)
+    client = MlflowClient(uri)
+    client.set_terminated(before["1"].info.run_id, "FAILED")  # as if the write had never landed
+    capsys.readouterr()
+    uri, again = search(tmp_path, make_config, "rerecord", *overrides)
+    assert "trial 1: finished but not recorded" in capsys.readouterr().out
+    after = trials_by_id(uri, again.experiment_id)
+    assert sorted(after) == ["0", "1"] and after["0"].info.run_id == before["0"].info.run_id
+    redone = after["1"]
+    assert redone.info.run_id != before["1"].info.run_id and "sweeplab.rerecorded" in redone.data.tags
+    for key in ("final_val_accuracy", "test_accuracy", "final_val_loss"):
+        assert redone.data.metrics[key] == pytest.approx(before["1"].data.metrics[key], abs=1e-6)
+    assert client.get_metric_history(redone.info.run_id, "loss") == []  # not trained again
+    assert redone.outputs.model_outputs  # its model, from the checkpoint
