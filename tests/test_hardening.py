@@ -113,6 +113,40 @@ def test_trial_queries_page_through_every_run(store):
     assert len(trial_runs(client, experiment_id, page_size=3)) == 7
 
 
+def test_searches_that_log_the_same_data_set_at_once_all_link_it(store, make_config):
+    """A parallel multirun starts its searches together: each logs the same data set, and the
+    inserts that lose the race are sent again and link the one that won."""
+    import threading
+
+    from sweeplab.config.validation import validate
+    from sweeplab.data import datasets
+    from sweeplab.tracking import lineage
+
+    cfg = validate(make_config([]))
+    splits = lineage.split_datasets(datasets.load(cfg.data, cfg.seed))
+    client = MlflowClient(store["uri"])
+    experiment_id = client.create_experiment("together")
+    run_ids = [client.create_run(experiment_id).info.run_id for _ in range(6)]
+    start, errors = threading.Barrier(len(run_ids)), []
+
+    def log(run_id):
+        start.wait()
+        try:
+            lineage.log_dataset_inputs(MlflowClient(store["uri"]), run_id, splits)
+        except Exception as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=log, args=(run_id,)) for run_id in run_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for run_id in run_ids:
+        names = sorted(i.dataset.name for i in client.get_run(run_id).inputs.dataset_inputs)
+        assert names == ["digits-test", "digits-train", "digits-val"]
+
+
 # --- the oracle --------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -91,6 +92,38 @@ def test_a_diverging_branch_fails_alone_and_the_others_go_on(tmp_path, make_conf
     (finished,) = trials_by_id(uri, result.experiment_id).values()
     assert finished.data.metrics["epochs_trained"] == 2  # it went on after its neighbour diverged
     assert len(MlflowClient(uri).get_metric_history(failed.info.run_id, "loss")) <= 1
+
+
+def test_a_pack_traces_its_step_once_and_its_models_are_saved_while_the_next_pack_trains(
+        tmp_path, make_config, monkeypatch):
+    from sweeplab.search.packing import PackedModel
+    from sweeplab.tracking.runs import TrialRun
+
+    traced, savers = [], set()
+    step, prepare = PackedModel.train_step, TrialRun.prepare_model
+
+    def counted_step(self, data):
+        traced.append(len(self.branches))
+        return step(self, data)
+
+    def watched_prepare(self, *args):
+        savers.add(threading.current_thread().name)
+        return prepare(self, *args)
+
+    monkeypatch.setattr(PackedModel, "train_step", counted_step)
+    monkeypatch.setattr(TrialRun, "prepare_model", watched_prepare)
+    monkeypatch.chdir(tmp_path)
+    uri, result = search(tmp_path, make_config, "turns", "tuner.max_trials=4", "tuner.pack=2")
+    # Once per pack: the branches' metric variables exist before fit (created while tracing,
+    # TensorFlow would trace the whole step again).
+    assert traced == [2, 2]
+    # The first pack's models were saved on the writer thread while the second pack cleared
+    # Keras' session and trained; every one of them loads.
+    assert savers and threading.current_thread().name not in savers
+    trials = trials_by_id(uri, result.experiment_id)
+    assert result.finished == len(trials) == 4
+    for trial in trials.values():
+        assert len(logged_weights(uri, trial.info.run_id)) > 0
 
 
 FRAGILE_FAMILY = """

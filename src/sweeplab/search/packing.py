@@ -198,11 +198,11 @@ def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> Non
     """Build, train, record and report one pack; a branch that fails fails its trial alone."""
     from keras_tuner.src import utils
 
-    from sweeplab.search import graph_memory, training
+    from sweeplab.search import graph_memory, session, training
     from sweeplab.search.tuning import BestEpochInMemory
     from sweeplab.tracking.tags import PACK
 
-    keras.backend.clear_session()
+    session.clear()
     graph_memory.release_traced_graphs()
     members = ",".join(b.trial.trial_id for b in branches)
     try:
@@ -211,6 +211,8 @@ def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> Non
             try:
                 branch.model = tuner._build_hypermodel(branch.trial.hyperparameters)
                 branch.model.optimizer.build(branch.model.trainable_variables)
+                # Its metrics' variables now: created while tracing, TF would trace the pack's step twice.
+                branch.model._symbolic_build(data_batch=train.element_spec)
             except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
                 branch.fail(short_reason(f"{type(err).__name__}: {err}"), trial_module.TrialStatus.INVALID)
                 continue

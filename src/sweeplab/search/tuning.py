@@ -19,7 +19,7 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import short_reason
-from sweeplab.search import graph_memory, packing, training
+from sweeplab.search import graph_memory, packing, session, training
 from sweeplab.tracking import lineage, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
 
@@ -126,7 +126,8 @@ class TrackedTrials:
         # The last trial's model and graphs go before Keras Tuner clears the session.
         self._model = None
         graph_memory.release_traced_graphs()
-        self._model = super()._try_build(hp)
+        with session.turn:  # Keras Tuner clears the session here
+            self._model = super()._try_build(hp)
         return self._model
 
     def _build_hypermodel(self, hp):
@@ -168,9 +169,9 @@ class TrackedTrials:
         return metrics
 
     def record_trial(self, trial, model, run: TrialRun, final: dict, executions: int, scored: float) -> None:
-        """A trained trial's results, curves, summary, predictions and model, to its run; what
-        touches the model happens here, the writes on the writer thread while the next trial
-        trains, and the run is FINISHED once they have landed.
+        """A trained trial's results, curves, summary, predictions and model, to its run, written on
+        the writer thread while the next trial trains (they only read the model, which nothing
+        trains any more); the run is FINISHED once they have landed.
 
         With `executions_per_trial` > 1 Keras Tuner scores the trial by the mean of each
         execution's best epoch (logged as `scored_<objective>`); the logged model, and
@@ -185,24 +186,36 @@ class TrackedTrials:
             "param_count": model.count_params(),
         }
         history = {name: list(values) for name, values in run.epochs.history.items()}
-        lines: list[str] = []
-        model.summary(print_fn=lambda line, **_: lines.append(line))
-        # Saved once so that ensembles never recompute them.
-        saved_predictions = predictions.to_bytes(predictions.collect(model, data))
-        prepared = run.prepare_model(model, data.test.take(5).x) if self.log_models else None
         tensorboard = Path(self.project_dir) / TENSORBOARD / trial.trial_id
+
+        # Only what reads the model takes turns with clearing the session; uploads do not.
+        def logged_model():
+            with session.turn:
+                prepared = run.prepare_model(model, data.test.take(5).x)
+            run.upload_model(prepared)
 
         def curves():
             figure = plots.learning_curves(history, f"trial {trial.trial_id}")
             run.log_figure(figure, "learning_curves.png")
             plots.close(figure)
 
-        steps = [lambda: run.upload_model(prepared)] if prepared else []  # first: the results link to the model
+        def summary():
+            lines: list[str] = []
+            with session.turn:
+                model.summary(print_fn=lambda line, **_: lines.append(line))
+            run.log_text("\n".join(lines), "model_summary.txt")
+
+        def saved_predictions():  # saved once so that ensembles never recompute them
+            with session.turn:
+                collected = predictions.collect(model, data)
+            run.log_bytes(predictions.to_bytes(collected), predictions.ARTIFACT)
+
+        steps = [logged_model] if self.log_models else []  # first: the results link to the model
         steps += [
             lambda: run.log_results(metrics),
             *([curves] if history else []),  # none for a trial recorded again from its checkpoint
-            lambda: run.log_text("\n".join(lines), "model_summary.txt"),
-            lambda: run.log_bytes(saved_predictions, predictions.ARTIFACT),
+            summary,
+            saved_predictions,
         ]
         if tensorboard.is_dir():
             steps.append(lambda: run.log_artifacts(str(tensorboard), TENSORBOARD))
@@ -221,7 +234,7 @@ class TrackedTrials:
                 continue
             print(f"[sweeplab] trial {trial.trial_id}: finished but not recorded; recording it from its checkpoint",
                   flush=True)
-            keras.backend.clear_session()
+            session.clear()
             model = self._build_hypermodel(trial.hyperparameters)
             try:
                 model.load_weights(self._get_checkpoint_fname(trial.trial_id))

@@ -4,11 +4,15 @@ the runs table's Dataset column, and the split each final metric was measured on
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
 # Split attribute -> MLflow's dataset context.
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+# What SQLite and PostgreSQL say when two writers insert the same data set at once.
+_COLLISIONS = ("UNIQUE constraint failed", "duplicate key value")
+_COLLISION_RETRIES = 3
 
 
 def split_datasets(dataset) -> dict:
@@ -42,4 +46,13 @@ def log_dataset_inputs(client, run_id: str, datasets: dict) -> None:
         DatasetInput(data._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
         for split, data in datasets.items()
     ]
-    client.log_inputs(run_id, datasets=inputs)
+    for attempt in range(_COLLISION_RETRIES + 1):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as err:
+            # Searches started together (a parallel multirun) log the same data set at once: one
+            # insert wins, the others collide on it; sent again, they find it and link to it.
+            if attempt == _COLLISION_RETRIES or not any(m in str(err) for m in _COLLISIONS):
+                raise
+            time.sleep(0.1 * (attempt + 1))

@@ -118,7 +118,7 @@ class TrialRun:
         self.upload_model(self.prepare_model(model, input_example))
 
     def prepare_model(self, model, input_example):
-        """The model's files, saved locally (this touches the model: do it on the training thread)."""
+        """The model's files, saved locally (this reads the model; `upload_model` does not)."""
         from sweeplab.tracking.logged_models import prepare_keras_model
 
         return prepare_keras_model(self.client, self.experiment_id, self.run_id, model, input_example)
@@ -129,9 +129,9 @@ class TrialRun:
         self.model_id = upload_model(self.client, self.run_id, prepared)
 
     def complete_in_background(self, steps: list) -> None:
-        """Run `steps` (writes that no longer touch the model) on the writer thread, then end the
-        run FINISHED, or FAILED with the reason if a step fails: the run is FINISHED only once
-        everything it holds has landed."""
+        """Run `steps` (writes, and reads of a model nothing trains any more) on the writer thread,
+        then end the run FINISHED, or FAILED with the reason if a step fails: the run is FINISHED
+        only once everything it holds has landed."""
 
         def complete():
             try:
