@@ -157,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 def serve(command: list[str], env: dict, host: str, port: int, auth: bool) -> int:
     """Run the server in a process group of its own until it exits or Ctrl-C stops it."""
     server = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_parent)
-    stop = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a `kill` stops it like Ctrl-C
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C even when started with SIGINT ignored (a background job, nohup); a `kill` stops it the same way.
+    for sig in previous:
+        signal.signal(sig, signal.default_int_handler)
     try:
         _wait_ready(server, host, port)
         address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -170,7 +172,8 @@ def serve(command: list[str], env: dict, host: str, port: int, auth: bool) -> in
     except KeyboardInterrupt:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, stop)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             try:
