@@ -113,17 +113,15 @@ class TrialRun:
     def log_artifacts(self, folder: str, path: str) -> None:
         self.client.log_artifacts(self.run_id, folder, path)
 
-    def log_model(self, model, input_example) -> None:
-        """The trained Keras model as the run's logged model `model`; metrics logged after it link to it."""
-        self.upload_model(self.prepare_model(model, input_example))
-
     def prepare_model(self, model, input_example):
-        """The model's files, saved locally (this reads the model; `upload_model` does not)."""
+        """The trained Keras model's files, saved locally as the run's logged model `model` (this reads
+        the model; `upload_model` does not)."""
         from sweeplab.tracking.logged_models import prepare_keras_model
 
         return prepare_keras_model(self.client, self.experiment_id, self.run_id, model, input_example)
 
     def upload_model(self, prepared) -> None:
+        """The prepared model to the store; metrics logged after it link to it."""
         from sweeplab.tracking.logged_models import upload_model
 
         self.model_id = upload_model(self.client, self.run_id, prepared)
