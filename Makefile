@@ -66,12 +66,16 @@ ui: $(STAMP) ## Browse MLFLOW_TRACKING_URI, else the store under mlruns/, at htt
 	$(UI_ENV) exec $(BIN)/mlflow ui --backend-store-uri "$$uri" --host $(HOST) --port $(PORT) --workers 2
 
 # The team's tracking server: PostgreSQL behind it (created and migrated when missing), artifacts
-# proxied to ARTIFACTS. A HOST other than loopback needs SWEEPLAB_ADMIN_PASSWORD (or _FILE): basic auth.
+# proxied to ARTIFACTS. A HOST other than loopback needs SWEEPLAB_ADMIN_PASSWORD (or _FILE): basic auth,
+# its login store in SERVER_STATE (mode 0700, never served). TLS_CERT and TLS_KEY (PEM files): https only.
 DB_URI ?= postgresql+psycopg://postgres@127.0.0.1:5432/sweeplab
 ARTIFACTS ?= $(STORE)/server-artifacts
+SERVER_STATE ?= $(STORE)/server-state
+TLS_CERT ?=
+TLS_KEY ?=
 # Passed by environment, so that a password in DB_URI never shows in a command line.
-export DB_URI ARTIFACTS
-server: $(STAMP) ## MLflow tracking server on PostgreSQL (DB_URI, ARTIFACTS, HOST, PORT); Ctrl-C stops it
+export DB_URI ARTIFACTS SERVER_STATE TLS_CERT TLS_KEY
+server: $(STAMP) ## MLflow tracking server on PostgreSQL (DB_URI, ARTIFACTS, HOST, PORT, TLS_CERT/TLS_KEY); Ctrl-C stops it
 	$(BIN)/python -m sweeplab.tracking.server --host $(HOST) --port $(PORT)
 
 # Trial logs of searches run with trainer.tensorboard=true: <state_dir>/<experiment>/<search>/tensorboard/<trial>.
