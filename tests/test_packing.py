@@ -5,6 +5,7 @@ model; a branch that fails fails alone; kill -9 and resume keep their promises."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import ROOT, TINY
+from processes import Process, until
 from sweeplab.app import run
 
 
@@ -41,9 +43,14 @@ def search(tmp_path, make_config, name: str, *overrides: str):
 
 def test_a_trial_in_a_pack_ends_as_it_would_alone(tmp_path, make_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # Different learning rates and optimizers per branch; patience 0, so that branches stop at different epochs.
+    # Each branch its own learning rate and optimizer; only the learning rate varies, so the three trials
+    # take its three values. At 1e-9 the validation loss cannot improve by min_delta: that branch stops
+    # after its second epoch (patience 0) while the others train on.
     common = ["tuner.max_trials=3", "trainer.epochs=6", "trainer.early_stopping.patience=0",
-              "model.space.learning_rate={type: choice, values: [0.0003, 0.003, 0.03], default: 0.003}"]
+              "trainer.early_stopping.min_delta=1.0e-4", "model.space.layers=2", "model.space.units=32",
+              "model.space.activation=relu", "model.space.initializer=glorot_uniform",
+              "model.space.batch_norm=none", "model.space.dropout=0.2",
+              "model.space.learning_rate={type: choice, values: [1.0e-9, 0.003, 0.03], default: 0.003}"]
     alone_uri, alone = search(tmp_path, make_config, "alone", *common, "tuner.pack=1")
     packed_uri, packed = search(tmp_path, make_config, "packed", *common, "tuner.pack=3")
     alone_trials = trials_by_id(alone_uri, alone.experiment_id)
@@ -67,9 +74,10 @@ def test_a_trial_in_a_pack_ends_as_it_would_alone(tmp_path, make_config, monkeyp
     for a, b in zip(logged_weights(alone_uri, one.info.run_id), logged_weights(packed_uri, other.info.run_id)):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
-    # Each branch kept its own early stopping: not every trial trained for the pack's longest.
-    epochs = sorted(t.data.metrics["epochs_trained"] for t in packed_trials.values())
-    assert epochs[0] < 6 and len(set(epochs)) > 1 or epochs == [6, 6, 6]
+    # Each branch kept its own early stopping: one stopped early while the pack trained on.
+    epochs = {t.data.params["learning_rate"]: t.data.metrics["epochs_trained"] for t in packed_trials.values()}
+    assert sorted(epochs) == ["0.003", "0.03", "1e-09"]
+    assert epochs["1e-09"] == 2 and max(epochs.values()) > 2, epochs
     packs = MlflowClient(packed_uri).download_artifacts(packed.parent_run_id, "packs.txt", str(tmp_path))
     assert "trials 0,1,2" in open(packs).read()
     search_tags = MlflowClient(packed_uri).get_run(packed.parent_run_id).data.tags
@@ -153,6 +161,53 @@ def test_a_branch_that_cannot_be_built_fails_alone(tmp_path, make_config, monkey
     assert (result.finished, result.failed) == (1, 1)
     (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
     assert "cannot make 2 layers" in failed.data.tags["sweeplab.failure"]
+
+
+TRAINS_BADLY_FAMILY = """
+import keras
+
+from sweeplab.models import mlp
+from sweeplab.models.mlp import *  # the mlp family's schema and rules
+
+
+class TrainsBadly(keras.layers.Layer):
+    def call(self, x, training=None):
+        if training:
+            raise ValueError("this layer cannot train")
+        return x
+
+
+def build(values, dataset, cfg):
+    model = mlp.build(values, dataset, cfg)
+    if values["layers"] != 2:
+        return model
+    return keras.Model(model.inputs, keras.tree.map_structure(TrainsBadly(), model.outputs))
+"""
+
+
+def test_a_branch_whose_training_step_raises_fails_alone(tmp_path, make_config, monkeypatch, capsys):
+    """A model that builds but raises in training (only for layers=2): unpacked, Keras Tuner
+    fails that trial; packed, the branch is left out of the pack's step and the other trains."""
+    from sweeplab.models import FAMILIES
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trains_badly.py").write_text(TRAINS_BADLY_FAMILY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(FAMILIES, "mlp", "trains_badly")
+    uri, result = search(tmp_path, make_config, "trains_badly", "tuner=grid", "tuner.max_trials=2", "tuner.pack=2",
+                         "model.space.learning_rate=0.01", "model.space.layers=1",
+                         "model.space.layers={type: choice, values: [1, 2], default: 1}",
+                         "model.space.units=16", "model.space.dropout=0.0", "model.space.batch_norm=none",
+                         "model.space.activation=relu", "model.space.initializer=glorot_uniform")
+    assert (result.finished, result.failed) == (1, 1)
+    (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
+    assert failed.data.params["layers"] == "2"
+    assert failed.data.tags["sweeplab.failure"] == "its training step failed: this layer cannot train"
+    (finished,) = trials_by_id(uri, result.experiment_id).values()
+    assert finished.data.metrics["epochs_trained"] == 2 and "test_accuracy" in finished.data.metrics
+    out = capsys.readouterr().out
+    assert f"trial {failed.data.tags['sweeplab.trial_id']} failed: its training step failed" in out
+    assert "trial(s) failed" in out
 
 
 def test_hyperband_packs_a_bracket_and_goes_on_from_its_checkpoints(tmp_path, make_config, monkeypatch):
@@ -240,3 +295,38 @@ def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(tm
         assert redone.data.metrics[key] == pytest.approx(before["1"].data.metrics[key], abs=1e-6)
     assert client.get_metric_history(redone.info.run_id, "loss") == []  # not trained again
     assert redone.outputs.model_outputs  # its model, from the checkpoint
+
+
+@pytest.mark.slow
+def test_an_agent_that_loses_its_chief_fails_every_run_of_its_pack(tmp_path, processes):
+    """The chief killed while an agent trains a pack: before it stops, the agent ends every
+    run of the pack FAILED with the reason (not only one trial's, nor none)."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    chief = Process([sys.executable, "-m", "sweeplab", "tuner.workers=0", "tuner.max_trials=2", "tuner.pack=2",
+                     "trainer.batch_size=4", "trainer.steps_per_execution=1", "trainer.epochs=30",
+                     "trainer.early_stopping.enabled=false", "tuner.oracle.wait_s=4", "trainer.verbose=0",
+                     "ensemble=none", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"],
+                    tmp_path, tmp_path / "chief.log")
+    processes.append(chief)
+    found = until(lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()), 120,
+                  "the agent command", chief)
+    (tmp_path / "agent").mkdir()  # in a folder of its own, as on another machine
+    agent = Process(found.group(1).replace(" python ", f" {sys.executable} ", 1), tmp_path / "agent",
+                    tmp_path / "agent.log", shell=True)
+    processes.append(agent)
+    client = MlflowClient(uri)
+
+    def pack_training():
+        runs = trials_by_id(uri, client.get_experiment_by_name("sweeplab").experiment_id, "RUNNING")
+        return len(runs) == 2 and all(client.get_metric_history(r.info.run_id, "loss") for r in runs.values())
+
+    until(pack_training, 240, "the agent's pack to train", agent, chief)
+    os.killpg(chief.proc.pid, signal.SIGKILL)
+    chief.proc.wait()
+    assert agent.wait(120) == 3, agent.output()[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("sweeplab").experiment_id],
+                              "tags.`sweeplab.role` = 'trial'")
+    assert sorted(r.data.tags["sweeplab.trial_id"] for r in runs) == ["0", "1"]
+    for run in runs:
+        assert run.info.status == "FAILED", agent.output()[-3000:]
+        assert "has not answered" in run.data.tags["sweeplab.failure"]

@@ -218,7 +218,7 @@ def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
     raw = MlflowClient(tracking_uri=f"sqlite:///{db}")
     experiment_id = raw.create_experiment("locks", artifact_location=(tmp_path / "artifacts").as_uri())
     run_id = raw.create_run(experiment_id).info.run_id
-    client = RetryingClient(raw, retries=3, first_wait_s=2.0)
+    client = RetryingClient(raw, budget_s=60, first_wait_s=2.0)
 
     # MLflow waits 20 s (its SQLite busy_timeout) before "database is locked".
     locker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
@@ -234,15 +234,19 @@ def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
     assert raw.get_run(run_id).data.metrics == {"val_accuracy": 0.9}
 
 
-def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(tmp_path, capsys):
+def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(tmp_path, capsys, monkeypatch):
     from mlflow import MlflowClient
 
+    from conftest import free_port
     from sweeplab.tracking.epochs import EpochLogger
     from sweeplab.tracking.store import RetryingClient
 
     raw = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = raw.create_experiment("epochs", artifact_location=(tmp_path / "artifacts").as_uri())
     run_id = raw.create_run(experiment_id).info.run_id
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    # A tracking server that is not there (yet): MLflow's HTTP client raises what it raises then.
+    down = MlflowClient(tracking_uri=f"http://127.0.0.1:{free_port()}")
 
     class DropsTheFirstBatch:
         """The store refusing one write, as a restarting tracking server would."""
@@ -257,16 +261,16 @@ def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(t
             self.writers.add(threading.current_thread().name)
             if not self.dropped:
                 self.dropped = True
-                raise ConnectionError("connection reset by peer")
+                return down.log_batch(*args, **kwargs)
             return raw.log_batch(*args, **kwargs)
 
     store = DropsTheFirstBatch()
-    logger = EpochLogger(RetryingClient(store, retries=2, first_wait_s=0.01), run_id)
+    logger = EpochLogger(RetryingClient(store, budget_s=30, first_wait_s=0.01), run_id)
     callback = logger.callback()
     for epoch in range(3):
         callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1)})
     logger.flush()
-    assert "MLflow log_batch failed" in capsys.readouterr().out
+    assert "MLflow log_batch failed (API request to http://127.0.0.1" in capsys.readouterr().out
     history = raw.get_metric_history(run_id, "loss")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert logger.history == {"loss": [1.0, 0.5, 1 / 3]}
@@ -446,6 +450,67 @@ def test_a_worker_exiting_nonzero_stops_the_search_with_exit_2(tmp_path):
     trials = runs_of(client, "trial")
     assert by_trial(trials) == {"0": ["FINISHED"], "1": ["FINISHED"]}
     assert {worker_name(t) for t in trials} == {"worker0"}
+
+
+def test_a_trial_whose_run_the_store_refuses_to_close_is_said_and_counted(store, make_config, capsys):
+    """A user deletes a trial's run in the UI while it trains: MLflow then refuses every write to
+    it, marking it FAILED included. The trial is done in the oracle; the output says which run
+    could not be closed and why, and the search's summary counts the trial as failed."""
+    from sweeplab.app import run
+
+    client = client_for(store["uri"])
+    deleted: list[str] = []
+
+    def delete_the_first_trial_run_once_it_trains():
+        deadline = time.monotonic() + 300
+        while not deleted and time.monotonic() < deadline:
+            try:
+                for trial in runs_of(client, "trial", "RUNNING"):
+                    if client.get_metric_history(trial.info.run_id, "loss"):
+                        client.delete_run(trial.info.run_id)
+                        deleted.append(trial.info.run_id)
+                        return
+            except Exception:  # the store may be mid-write
+                pass
+            time.sleep(0.2)
+
+    deleter = threading.Thread(target=delete_the_first_trial_run_once_it_trains, daemon=True)
+    deleter.start()
+    result = run(make_config([*store["overrides"], *FIXED, *SLOW_TRIALS]))  # one trial at a time, 15 epochs
+    deleter.join()
+    (run_id,) = deleted
+    out = capsys.readouterr().out
+    assert f"trial 0: could not mark its run {run_id} FAILED" in out
+    assert "must be in the 'active' state" in out
+    assert (result.finished, result.failed) == (1, 1)
+    assert "trial 0: trained, but its record did not land" in out
+    assert client.get_run(result.parent_run_id).data.metrics["trials_failed"] == 1
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_a_finish_guard_that_objects_fails_the_run_with_its_reason(store, make_config, monkeypatch, capsys, pack):
+    """The hook a worker uses to check its lease on a trial before its run ends FINISHED."""
+    from sweeplab.app import run
+    from sweeplab.search import tuning
+
+    asked: list[str] = []
+
+    def lease_lost_once() -> str | None:
+        asked.append(threading.current_thread().name)
+        return "lease on the trial lost (test)" if len(asked) == 1 else None
+
+    monkeypatch.setattr(tuning.TrackedTrials, "finish_guard", staticmethod(lease_lost_once))
+    cfg = two_point_grid(store, make_config, f"tuner.pack={pack}",
+                         "model.space.learning_rate={type:choice,values:[0.01,0.001],default:0.01}")
+    result = run(cfg)
+    assert (result.finished, result.failed) == (1, 1)
+    assert asked and all(name.startswith("sweeplab-writer") for name in asked)
+    client = client_for(store["uri"])
+    (failed,) = runs_of(client, "trial", "FAILED")
+    assert failed.data.tags["sweeplab.failure"] == "lease on the trial lost (test)"
+    assert failed.data.metrics["test_accuracy"] >= 0  # its record had landed: only the end was refused
+    trial_id = failed.data.tags["sweeplab.trial_id"]
+    assert f"trial {trial_id}: its run ends FAILED: lease on the trial lost (test)" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- resume, Ctrl-C, fresh start

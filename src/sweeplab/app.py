@@ -171,13 +171,16 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
     from sweeplab.tracking.tags import FAILURE, TRIAL_ID
 
     objective, maximize = cfg.tuner.objective, cfg.tuner.direction.value == "max"
-    runs = rank(trial_runs(client, experiment_id, parent_id), objective, maximize)
+    finished = trial_runs(client, experiment_id, parent_id)
+    runs = rank(finished, objective, maximize)
     # Workers' failure messages do not travel back to the oracle; their runs' tags hold them.
     failure_tags = {
         r.data.tags.get(TRIAL_ID): r.data.tags.get(FAILURE, "")
         for r in trial_runs(client, experiment_id, parent_id, status="FAILED")
     }
-    failures = tuning.trial_failures(tuner, failure_tags)
+    # Runs this process could not even mark FAILED (the store refused) say why here.
+    reasons = {**failure_tags, **tuner.search_run.unclosed}
+    failures = tuning.trial_failures(tuner, reasons, {r.data.tags.get(TRIAL_ID) for r in finished})
     figure = plots.search_progress(tuning.trial_scores(tuner), objective, maximize, project)
     client.log_figure(parent_id, figure, "search_progress.png")
     plots.close(figure)

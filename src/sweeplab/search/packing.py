@@ -16,6 +16,7 @@ again: its MLflow run, final metrics, logged model and result to the oracle.
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import keras
@@ -56,10 +57,29 @@ def pack_size(cfg, dataset) -> int:
 class PackedModel(keras.Model):
     """The branches of a pack, trained in one step; logs are `b<i>_<metric>`."""
 
-    def __init__(self, branches: list):
+    def __init__(self, branches: list, on_error):
         super().__init__()
         self.branches = branches
         self.active = keras.Variable(np.ones(len(branches), "int32"), dtype="int32", trainable=False, name="active")
+        # on_error(index, error): a branch whose step raised while it was traced; it is left out of the graph.
+        self.on_error = on_error
+        self.failed: set[int] = set()
+
+    def _each_branch(self, step_of):
+        """{log name: value} after `step_of(index, branch)` for every branch; one that raises while traced
+        (its model's own code) is reported and left out, the others go on."""
+        logs = {}
+        for index, branch in enumerate(self.branches):
+            if index in self.failed:
+                continue
+            try:
+                step_of(index, branch)
+            except Exception as err:
+                self.failed.add(index)
+                self.on_error(index, err)
+                continue
+            logs.update({f"b{index}_{k}": v for k, v in branch.get_metrics_result().items()})
+        return logs
 
     def call(self, x, training=False):
         return [branch(x, training=training) for branch in self.branches]
@@ -73,10 +93,9 @@ class PackedModel(keras.Model):
 
     def train_step(self, data):
         x, y = data[0], data[1]
-        logs = {}
-        for index, branch in enumerate(self.branches):
 
-            def step(branch=branch):
+        def train(index, branch):
+            def step():
                 with tf.GradientTape() as tape:
                     y_pred = branch(x, training=True)
                     loss = branch._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=True)
@@ -88,19 +107,19 @@ class PackedModel(keras.Model):
 
             # A stopped branch gets no update at all (Adam would move it even with zero gradients).
             tf.cond(self.active[index] > 0, step, lambda: tf.constant(False))
-            logs.update({f"b{index}_{k}": v for k, v in branch.get_metrics_result().items()})
-        return logs
+
+        return self._each_branch(train)
 
     def test_step(self, data):
         x, y = data[0], data[1]
-        logs = {}
-        for index, branch in enumerate(self.branches):
+
+        def test(index, branch):
             y_pred = branch(x, training=False)
             loss = branch._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=False)
             branch._loss_tracker.update_state(loss, sample_weight=self._batch_size(x))
             branch._compile_metrics.update_state(y, y_pred, None)
-            logs.update({f"b{index}_{k}": v for k, v in branch.get_metrics_result().items()})
-        return logs
+
+        return self._each_branch(test)
 
 
 def branch_logs(logs: dict, index: int) -> dict:
@@ -195,63 +214,124 @@ def search_packed(tuner, cfg, size: int, train, val) -> None:
 
 
 def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> None:
-    """Build, train, record and report one pack; a branch that fails fails its trial alone."""
-    from keras_tuner.src import utils
-
-    from sweeplab.search import graph_memory, session, training
-    from sweeplab.search.tuning import BestEpochInMemory
+    """Build, train, record and report one pack. A branch that fails (its run, model, training
+    step, restore, evaluation or record) fails its trial alone, as it would unpacked; Ctrl-C
+    ends every unrecorded run KILLED and stops the search."""
+    from sweeplab.search import graph_memory, session
     from sweeplab.tracking.tags import PACK
 
     session.clear()
     graph_memory.release_traced_graphs()
-    members = ",".join(b.trial.trial_id for b in branches)
+    pack = f"{name} (trials {','.join(b.trial.trial_id for b in branches)})"
+    tuner.training_runs = []  # abandon_trial fails these
     try:
         for branch in branches:
-            branch.run = tuner.new_trial_run(branch.trial, tags={PACK: f"{name} (trials {members})"})
-            try:
-                branch.model = tuner._build_hypermodel(branch.trial.hyperparameters)
-                branch.model.optimizer.build(branch.model.trainable_variables)
-                # Its metrics' variables now: created while tracing, TF would trace the pack's step twice.
-                branch.model._symbolic_build(data_batch=train.element_spec)
-            except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
-                branch.fail(short_reason(f"{type(err).__name__}: {err}"), trial_module.TrialStatus.INVALID)
-                continue
-            branch.best = BestEpochInMemory(tuner.oracle.objective, tuner._get_checkpoint_fname(branch.trial.trial_id))
-            stopping = [c for c in training.callbacks(cfg.trainer) if isinstance(c, keras.callbacks.EarlyStopping)]
-            branch.callbacks = [branch.run.epochs.callback(), branch.best, *stopping]
-            for callback in branch.callbacks:
-                callback.set_model(branch.model)
+            _prepare(branch, tuner, cfg, train, {PACK: pack})
         built = [b for b in branches if b.failure is None]
         packed = _fit(built, cfg, train, val) if built else None
-        done = [b for b in built if b.failure is None]
-        for branch in done:
-            # The best epoch's weights, in the model and in Keras Tuner's checkpoint (Hyperband goes on from it).
-            branch.best.restore_and_write(branch.model)
-            utils.save_json(tuner._get_build_config_fname(branch.trial.trial_id), branch.model.get_build_config())
-        finals = evaluate_pack(packed, built, {s: tuner.eval_set(s) for s in ("val", "test")}) if done else {}
-        for branch in done:
-            step = _best_epoch(branch.history, tuner.oracle.objective)
-            try:
-                tuner.record_trial(branch.trial, branch.model, branch.run, finals[branch], executions=1,
-                                   scored=tuner.oracle.objective.get_value(branch.history[step]))
-            except Exception as err:
-                branch.fail(short_reason(f"{type(err).__name__}: {err}"), trial_module.TrialStatus.INVALID)
-                continue
-            branch.recorded = True  # its run now ends on the writer thread
-            tuner.oracle.update_trial(branch.trial.trial_id, branch.history[step], step=step)
-    except BaseException as err:
+        finals = _final_metrics(packed, built, tuner)
+        for branch in built:
+            _record(branch, tuner, finals.get(branch))
+    except BaseException as err:  # Ctrl-C, or the oracle gone: no trial of the pack ends well
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         for branch in branches:
             if branch.run is not None and not branch.recorded:
-                branch.run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
+                branch.run.fail(_reason(err), status)
         raise
+    finally:
+        tuner.training_runs = []
+    for branch in branches:  # every failed run closed before the oracle hears (it may end the search)
+        if branch.failure is not None:
+            print(f"[sweeplab] trial {branch.trial.trial_id} failed: {branch.failure}", flush=True)
+            if branch.run is not None:
+                branch.run.fail(branch.failure)
     for branch in branches:
-        if branch.failure is None:  # its run ends FINISHED on the writer thread (record_trial)
-            branch.trial.status = trial_module.TrialStatus.COMPLETED
-        else:
-            branch.trial.status, branch.trial.message = branch.status, branch.failure
-            branch.run.fail(branch.failure)
-        tuner.on_trial_end(branch.trial)
+        _report(branch, tuner)
+
+
+def _reason(err: BaseException) -> str:
+    # Keras appends the arguments of the layer call that raised, and bolds the message.
+    message = re.sub(r"\x1b\[[0-9;]*m", "", str(err).split("Arguments received by")[0])
+    return short_reason(f"{type(err).__name__}: {message}")
+
+
+def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
+    """The branch's run, model and callbacks; what fails here fails the branch alone."""
+    from sweeplab.search import training
+    from sweeplab.search.tuning import BestEpochInMemory
+
+    try:
+        branch.run = tuner.new_trial_run(branch.trial, tags=tags)
+    except Exception as err:
+        branch.fail(f"its MLflow run could not be created: {_reason(err)}")
+        return
+    tuner.training_runs.append(branch.run)
+    try:
+        branch.model = tuner._build_hypermodel(branch.trial.hyperparameters)
+        branch.model.optimizer.build(branch.model.trainable_variables)
+        # Its metrics' variables now: created while tracing, TF would trace the pack's step twice.
+        branch.model._symbolic_build(data_batch=train.element_spec)
+    except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
+        branch.fail(_reason(err), trial_module.TrialStatus.INVALID)
+        return
+    branch.best = BestEpochInMemory(tuner.oracle.objective, tuner._get_checkpoint_fname(branch.trial.trial_id))
+    stopping = [c for c in training.callbacks(cfg.trainer) if isinstance(c, keras.callbacks.EarlyStopping)]
+    branch.callbacks = [branch.run.epochs.callback(), branch.best, *stopping]
+    for callback in branch.callbacks:
+        callback.set_model(branch.model)
+
+
+def _final_metrics(packed, built: list[Branch], tuner) -> dict:
+    """{branch: final metrics} of the branches that trained, their best epoch's weights restored
+    (in the model, and in Keras Tuner's checkpoint: Hyperband goes on from it)."""
+    from keras_tuner.src import utils
+
+    for branch in [b for b in built if b.failure is None]:
+        try:
+            branch.best.restore_and_write(branch.model)
+            utils.save_json(tuner._get_build_config_fname(branch.trial.trial_id), branch.model.get_build_config())
+        except Exception as err:
+            branch.fail(f"its best epoch could not be restored: {_reason(err)}")
+    done = [b for b in built if b.failure is None]
+    if not done:
+        return {}
+    try:
+        return evaluate_pack(packed, built, {s: tuner.eval_set(s) for s in ("val", "test")})
+    except Exception:  # not said which branch's: each one alone, so that only that one fails
+        finals = {}
+        for branch in done:
+            try:
+                finals[branch] = tuner.final_metrics(branch.model)
+            except Exception as err:
+                branch.fail(f"its evaluation failed: {_reason(err)}")
+        return finals
+
+
+def _record(branch: Branch, tuner, final: dict | None) -> None:
+    """A trained branch's record handed to the writer thread, its result to the oracle."""
+    if branch.failure is not None:
+        return
+    step = _best_epoch(branch.history, tuner.oracle.objective)
+    try:
+        if not final:
+            raise ValueError("no final metrics")
+        tuner.record_trial(branch.trial, branch.model, branch.run, final, executions=1,
+                           scored=tuner.oracle.objective.get_value(branch.history[step]))
+    except Exception as err:
+        branch.fail(_reason(err))
+        return
+    branch.recorded = True  # its run now ends on the writer thread
+    tuner.training_runs.remove(branch.run)
+    tuner.oracle.update_trial(branch.trial.trial_id, branch.history[step], step=step)
+
+
+def _report(branch: Branch, tuner) -> None:
+    """The trial's end to the oracle."""
+    if branch.failure is None:  # its run ends FINISHED on the writer thread (record_trial)
+        branch.trial.status = trial_module.TrialStatus.COMPLETED
+    else:
+        branch.trial.status, branch.trial.message = branch.status, branch.failure
+    tuner.on_trial_end(branch.trial)
 
 
 def _best_epoch(history: list[dict], objective) -> int:
@@ -263,12 +343,25 @@ def _best_epoch(history: list[dict], objective) -> int:
 
 
 def _fit(branches: list[Branch], cfg, train, val) -> PackedModel:
-    packed = PackedModel([b.model for b in branches])
+    """Train the branches together. One whose step raises while traced fails alone; an error
+    the fused step raises while it runs names no branch: the branches still training fail
+    with it, those already done are kept, and the search goes on."""
+
+    def failed(index: int, err: Exception) -> None:
+        branches[index].fail(f"its training step failed: {_reason(err)}")
+
+    packed = PackedModel([b.model for b in branches], on_error=failed)
     packed.compile(optimizer=keras.optimizers.SGD(), steps_per_execution=cfg.trainer.steps_per_execution)
-    packed.fit(
-        train, validation_data=val, epochs=max(b.epochs for b in branches), initial_epoch=branches[0].initial_epoch,
-        callbacks=[PackMonitor(branches)], verbose=cfg.trainer.verbose, shuffle=False,
-    )
+    try:
+        packed.fit(
+            train, validation_data=val, epochs=max(b.epochs for b in branches),
+            initial_epoch=branches[0].initial_epoch, callbacks=[PackMonitor(branches)], verbose=cfg.trainer.verbose,
+            shuffle=False,
+        )
+    except Exception as err:
+        for branch in branches:
+            if branch.active:
+                branch.fail(f"the pack's training step failed: {_reason(err)}")
     return packed
 
 
@@ -281,4 +374,4 @@ def evaluate_pack(packed: PackedModel, branches: list[Branch], eval_sets: dict) 
         for index, branch in enumerate(branches):
             if branch in results:
                 results[branch].update({prefix + k: v for k, v in branch_logs(scores, index).items()})
-    return results
+    return {b: metrics for b, metrics in results.items() if b.failure is None}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import keras
 import keras_tuner as kt
@@ -53,6 +54,10 @@ class SweepHyperModel(kt.HyperModel):
 class TrackedTrials:
     """Mixin for a Keras Tuner class: one MLflow child run per trial."""
 
+    # Asked on the writer thread right before a trial's run ends FINISHED: a reason not to
+    # (a worker whose lease on the trial is gone) fails the run with it instead.
+    finish_guard: Callable[[], str | None] | None = None
+
     def __init__(
         self, *args, search_run: SearchRun, dataset, family_name: str, log_models: bool, worker: str | None, **kwargs
     ):
@@ -63,6 +68,8 @@ class TrackedTrials:
         self.log_models = log_models
         self.lineage = lineage.split_datasets(dataset)  # the splits as MLflow datasets, digested once
         self._trial_run: TrialRun | None = None
+        # Runs of the trials this process trains now (one, or a pack's), until they are recorded or failed.
+        self.training_runs: list[TrialRun] = []
         self._model = None
         self._best: BestEpochInMemory | None = None
         self._eval_sets: dict = {}  # tf.data val/test pipelines, built once
@@ -76,6 +83,7 @@ class TrackedTrials:
 
     def run_trial(self, trial, *args, **kwargs):
         self._trial_run = self.new_trial_run(trial)
+        self.training_runs = [self._trial_run]
         self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
@@ -88,9 +96,9 @@ class TrackedTrials:
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             self._trial_run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
-            self._trial_run = None
+            self._trial_run, self.training_runs = None, []
             raise
-        self._trial_run = None  # its run ends FINISHED on the writer thread
+        self._trial_run, self.training_runs = None, []  # its run ends FINISHED on the writer thread
         return histories
 
     def on_trial_end(self, trial):
@@ -101,9 +109,9 @@ class TrackedTrials:
         super().on_trial_end(trial)
 
     def abandon_trial(self, reason: str) -> None:
-        """From another thread, before this process stops: the running trial's run ends FAILED."""
-        run = self._trial_run
-        if run is not None:
+        """From another thread, before this process stops: the runs of the trials it trains
+        (one, or every branch of a pack still training) end FAILED."""
+        for run in list(self.training_runs):
             run.fail(reason)
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
@@ -219,7 +227,7 @@ class TrackedTrials:
         ]
         if tensorboard.is_dir():
             steps.append(lambda: run.log_artifacts(str(tensorboard), TENSORBOARD))
-        run.complete_in_background(steps)
+        run.complete_in_background(steps, guard=self.finish_guard)
 
     def rerecord_unlogged(self) -> None:
         """Trials Keras Tuner finished whose run never did (the process stopped while it was being
@@ -349,11 +357,17 @@ def trial_scores(tuner) -> list[float | None]:
     return [t.score if t.status == "COMPLETED" and t.score is not None and np.isfinite(t.score) else None for t in trials]
 
 
-def trial_failures(tuner, reasons: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(trial id, why) of every failed trial; `reasons` fills in messages the oracle lacks."""
+def trial_failures(tuner, reasons: dict[str, str] | None = None, finished: set[str] | None = None
+                   ) -> list[tuple[str, str]]:
+    """(trial id, why) of every failed trial; `reasons` fills in messages the oracle lacks. With
+    `finished` (the trial ids whose run is FINISHED), a trial the oracle counts as completed
+    whose run did not finish (its record failed to land) is a failure too."""
     reasons = reasons or {}
-    return [
-        (t.trial_id, short_reason(t.message or reasons.get(t.trial_id, "")))
-        for t in tuner.oracle.trials.values()
-        if t.status in ("FAILED", "INVALID")
-    ]
+    failures = []
+    for t in tuner.oracle.trials.values():
+        if t.status in ("FAILED", "INVALID"):
+            failures.append((t.trial_id, short_reason(t.message or reasons.get(t.trial_id, ""))))
+        elif t.status == "COMPLETED" and finished is not None and t.trial_id not in finished:
+            why = reasons.get(t.trial_id) or "its run was never closed"
+            failures.append((t.trial_id, short_reason(f"trained, but its record did not land: {why}")))
+    return failures

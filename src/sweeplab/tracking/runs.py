@@ -20,6 +20,8 @@ class SearchRun:
     """The parent run of one search; reused when the same search resumes."""
 
     def __init__(self, client, experiment_id: str, search_key: str, fresh: bool):
+        # {trial id: why} of trial runs this process could not end (the store refused even that).
+        self.unclosed: dict[str, str] = {}
         self.client = client
         self.experiment_id = experiment_id
         self.search_key = search_key
@@ -31,7 +33,7 @@ class SearchRun:
         """The running search of a trial worker: its process started and ends it."""
         search = cls.__new__(cls)
         search.client, search.experiment_id, search.run_id = client, experiment_id, run_id
-        search.search_key, search.resumed = None, True
+        search.search_key, search.resumed, search.unclosed = None, True, {}
         return search
 
     def _find_existing(self) -> str | None:
@@ -78,8 +80,10 @@ class TrialRun:
         self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None,
         datasets: dict | None = None, tags: dict | None = None,
     ):
+        self.search, self.trial_id = search, trial_id
         self.client = search.client
         self.experiment_id = search.experiment_id
+        self.ended: str | None = None  # the status this process ended the run with
         self.datasets = datasets or {}
         self.model_id: str | None = None
         tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family, **(tags or {})}
@@ -126,30 +130,52 @@ class TrialRun:
 
         self.model_id = upload_model(self.client, self.run_id, prepared)
 
-    def complete_in_background(self, steps: list) -> None:
+    def complete_in_background(self, steps: list, guard=None) -> None:
         """Run `steps` (writes, and reads of a model nothing trains any more) on the writer thread,
-        then end the run FINISHED, or FAILED with the reason if a step fails: the run is FINISHED
-        only once everything it holds has landed."""
+        then end the run FINISHED, or FAILED with the reason if a step, an epoch's metrics or the
+        end itself fails, or if `guard()` gives a reason not to finish: the run is FINISHED only
+        once everything it holds has landed."""
 
         def complete():
             try:
                 for step in steps:
                     step()
+                refused = guard() if guard is not None else None
+                if refused is None:
+                    self.finish()
+                    return
+                print(f"[sweeplab] trial {self.trial_id}: its run ends FAILED: {refused}", flush=True)
             except Exception as err:
-                self.fail(short_reason(f"{type(err).__name__}: {err}"))
-                return
-            self.finish()
+                refused = short_reason(redact(f"{type(err).__name__}: {err}"))
+                print(f"[sweeplab] trial {self.trial_id}: its record did not land in MLflow ({refused}); "
+                      "its run ends FAILED", flush=True)
+            self.fail(refused)
 
         writer.submit(complete)
 
     def finish(self) -> None:
+        """FINISHED, unless this process already ended the run (it was abandoned meanwhile)."""
         self.epochs.flush()
-        self.client.set_terminated(self.run_id, "FINISHED")
+        if self.ended is None:
+            self.client.set_terminated(self.run_id, "FINISHED")
+            self.ended = "FINISHED"
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
+        """End the run `status` with `reason` (the first reason given wins). Never raises: when the
+        store refuses even this, the output says which run could not be closed, and the search's
+        summary counts it."""
+        if self.ended is not None:
+            return
+        self.ended = status
         try:
             self.epochs.flush()
-        except Exception:  # the failure being recorded matters more than a lost epoch metric
+        except Exception:  # said in the output by the writer; the failure being recorded matters more
             pass
-        self.client.set_tag(self.run_id, FAILURE, reason[:5000])
-        self.client.set_terminated(self.run_id, status)
+        try:
+            self.client.set_tag(self.run_id, FAILURE, reason[:5000])
+            self.client.set_terminated(self.run_id, status)
+        except Exception as err:
+            why = short_reason(redact(f"{type(err).__name__}: {err}"))
+            self.search.unclosed[self.trial_id] = f"{reason} (its run could not be marked {status}: {why})"
+            print(f"[sweeplab] trial {self.trial_id}: could not mark its run {self.run_id} {status} ({why}); "
+                  f"it failed because: {reason}", flush=True)

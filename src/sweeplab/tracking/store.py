@@ -20,8 +20,18 @@ from sweeplab.tracking.tags import CREATE_KEY
 DEFAULT_STORE_DIR = "mlruns"
 # Writers wait this long for a SQLite lock instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 60
-# A failed write to the store is retried this many times, waiting 1, 2, 4, ... s.
-WRITE_RETRIES = 5
+# How long one write may keep retrying a store that is down (a server restart, a database
+# outage), waiting 1, 2, 4, ... s (at most MAX_WAIT_S) between tries; SWEEPLAB_WRITE_BUDGET_S overrides it.
+WRITE_BUDGET_S = 150
+MAX_WAIT_S = 30
+# MLflow's own HTTP retries, kept short so that RetryingClient's deadline bounds a write: by
+# default MLflow retries for about 4 minutes, and both layers retrying multiplied the waits.
+# A user's own setting of these variables wins.
+MLFLOW_HTTP_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 # The first request to an HTTP store: how long to wait, so a wrong URI fails in seconds
 # (MLflow's own default retries for about 4 minutes).
 PROBE_TIMEOUT_S = 10
@@ -75,12 +85,14 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
 
     # "Creating initial MLflow database tables..." is MLflow's business, not the user's.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    budget_s = write_budget_s()  # a bad value fails before the store is touched
     uri = resolve_uri(tracking.uri)
     db = sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    client = RetryingClient(MlflowClient(tracking_uri=uri))
+    use_short_http_retries()
+    client = RetryingClient(MlflowClient(tracking_uri=uri), budget_s)
     # Tagged as machine-learning work (the UI's experiment kind), not a GenAI app: see tracking/ui.py.
     experiment = _get_experiment(client.raw, tracking.experiment, uri)
     if experiment is not None:
@@ -126,6 +138,7 @@ def open_run(uri: str | None, run_id: str):
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; pass the search's --tracking-uri")
+    use_short_http_retries()
     client = RetryingClient(MlflowClient(tracking_uri=uri))
     with _fast_http():
         try:
@@ -158,6 +171,22 @@ def _store_errors(uri: str):
         ) from None
 
 
+# The values use_short_http_retries set, to tell them from a user's own.
+_set_here: dict[str, str] = {}
+
+
+def _set_by_user(key: str) -> bool:
+    return key in os.environ and os.environ[key] != _set_here.get(key)
+
+
+def use_short_http_retries() -> None:
+    """MLflow's HTTP client retries briefly in this process (and the workers it starts);
+    RetryingClient does the waiting for a store that is down."""
+    for key, value in MLFLOW_HTTP_SETTINGS.items():
+        if not _set_by_user(key):
+            os.environ[key] = _set_here[key] = value
+
+
 class _fast_http:
     """Within this block, MLflow HTTP requests neither retry nor wait long."""
 
@@ -166,7 +195,8 @@ class _fast_http:
     def __enter__(self):
         self.saved = {k: os.environ.get(k) for k in self.SETTINGS}
         for key, value in self.SETTINGS.items():
-            os.environ.setdefault(key, value)  # a user's own setting wins
+            if not _set_by_user(key):  # a user's own setting wins
+                os.environ[key] = value
 
     def __exit__(self, *exc):
         for key, value in self.saved.items():
@@ -177,27 +207,60 @@ class _fast_http:
 
 
 def is_transient(err: BaseException) -> bool:
-    """A store error worth retrying: a locked database, a dropped connection, a busy server."""
+    """A store error worth retrying: a locked database, a server out of reach or busy.
+
+    MLflow's HTTP client wraps a refused or dropped connection, a timeout, or 5xx answers
+    its own retries gave up on in MlflowException(INTERNAL_ERROR), the requests error as
+    its cause or context: those are retried (a server whose database is down answers 500,
+    and MLflow itself counts 500 as transient); a bad request gets a 4xx and is not.
+    """
     from mlflow.exceptions import MlflowException
 
     if isinstance(err, MlflowException):
-        return err.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED") or "locked" in str(err)
-    return isinstance(err, (ConnectionError, TimeoutError)) or type(err).__module__.startswith("requests")
+        if err.error_code in ("TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED") or "locked" in str(err):
+            return True
+        return err.error_code == "INTERNAL_ERROR" and _unreachable(err.__cause__ or err.__context__)
+    return _unreachable(err)
+
+
+def _unreachable(err: BaseException | None) -> bool:
+    """A connection that failed, dropped or timed out, or a server that kept answering 5xx."""
+    from requests import exceptions as http
+    from urllib3.exceptions import ProtocolError
+
+    if isinstance(err, http.SSLError):  # a certificate problem does not go away by waiting
+        return False
+    return isinstance(err, (ConnectionError, TimeoutError, http.ConnectionError, http.Timeout, http.RetryError,
+                            http.ChunkedEncodingError, ProtocolError))
+
+
+def write_budget_s() -> float:
+    """How long a write may retry: SWEEPLAB_WRITE_BUDGET_S, else WRITE_BUDGET_S."""
+    value = os.environ.get("SWEEPLAB_WRITE_BUDGET_S", str(WRITE_BUDGET_S))
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = -1.0
+    if not budget >= 0:
+        raise TrackingError(f"SWEEPLAB_WRITE_BUDGET_S: got {value!r}; expected a number of seconds >= 0")
+    return budget
 
 
 class RetryingClient:
     """An MlflowClient whose writes are retried on transient errors, so a trial's results
-    survive a locked SQLite database or a server restart. Only writes that land the same
-    however often they are sent are retried as they are; creating a run first looks for
-    the run an earlier try may have made. Lookups are not retried."""
+    survive a locked SQLite database or a server restart: each write tries again until
+    `budget_s` has passed since its first try. Only writes that land the same however
+    often they are sent are retried as they are; creating a run first looks for the run
+    an earlier try may have made. Lookups are not retried."""
 
     IDEMPOTENT_WRITES = {
         "log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "update_run", "log_text",
         "log_figure", "log_artifact", "log_artifacts", "log_dict", "log_model_artifacts", "finalize_logged_model",
     }
 
-    def __init__(self, client, retries: int = WRITE_RETRIES, first_wait_s: float = 1.0):
-        self.raw, self.retries, self.first_wait_s = client, retries, first_wait_s
+    def __init__(self, client, budget_s: float | None = None, first_wait_s: float = 1.0):
+        self.raw, self.first_wait_s = client, first_wait_s
+        self.budget_s = write_budget_s() if budget_s is None else budget_s
 
     def __getattr__(self, name):
         method = getattr(self.raw, name)
@@ -221,16 +284,19 @@ class RetryingClient:
         return self._retried("create_run", create)
 
     def _retried(self, name: str, call):
-        for attempt in range(self.retries + 1):
+        deadline = time.monotonic() + self.budget_s
+        attempt = 0
+        while True:
             try:
                 return call(attempt)
             except Exception as err:
-                if attempt == self.retries or not is_transient(err):
+                wait = min(self.first_wait_s * 2**attempt, MAX_WAIT_S)
+                if not is_transient(err) or time.monotonic() + wait > deadline:
                     raise
-                wait = self.first_wait_s * 2**attempt
                 print(f"[sweeplab] MLflow {name} failed ({short_reason(redact(str(err)))}); "
                       f"retrying in {wait:g} s", flush=True)
                 time.sleep(wait)
+                attempt += 1
 
 
 def add_store_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """This process's one background thread for MLflow writes: epoch metrics while a
 trial trains, and a finished trial's record (its model files, figures, results)
-while the next one trains. Writes keep the order they were submitted in.
+while the next one trains. Writes keep the order they were submitted in; a write
+that fails says so in the output, and its Future holds the error.
 
 Not MLflow's own async logging: ending a run waits up to a second for its queue
 to notice, and its failed writes are not retried.
@@ -9,6 +10,10 @@ to notice, and its failed writes are not retried.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitTimeout
+
+from sweeplab.errors import short_reason
+from sweeplab.tracking.store import redact
 
 _writer: ThreadPoolExecutor | None = None
 
@@ -17,7 +22,17 @@ def submit(fn, *args, **kwargs) -> Future:
     global _writer
     if _writer is None:
         _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeplab-writer")
-    return _writer.submit(fn, *args, **kwargs)
+    return _writer.submit(_said_if_failed, fn, *args, **kwargs)
+
+
+def _said_if_failed(fn, *args, **kwargs):
+    # Whoever holds the Future may never read it: the failure is in the output either way.
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:
+        reason = short_reason(redact(f"{type(err).__name__}: {err}"))
+        print(f"[sweeplab] background MLflow write {getattr(fn, '__name__', '')} failed: {reason}", flush=True)
+        raise
 
 
 def wait_for_writes(timeout_s: float | None = None) -> None:
@@ -25,5 +40,6 @@ def wait_for_writes(timeout_s: float | None = None) -> None:
     if _writer is not None:
         try:
             submit(lambda: None).result(timeout=timeout_s)
-        except TimeoutError:
-            pass
+        except WaitTimeout:
+            print(f"[sweeplab] stopped waiting for MLflow writes after {timeout_s:g} s: some may not have landed",
+                  flush=True)
