@@ -12,7 +12,7 @@ import pytest
 from sweeplab.tracking import ui
 from sweeplab.tracking.tags import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
-from conftest import TINY, free_port, serving
+from conftest import TINY, free_port, serving, unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No GPU, no network beyond the local server, nothing the browser would fetch for itself.
@@ -66,7 +66,7 @@ def test_experiments_are_tagged_so_the_ui_opens_them_on_their_runs(store, capsys
 @pytest.mark.slow
 def test_the_printed_address_shows_the_search_run_in_a_browser(store, make_config, tmp_path, capsys):
     if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (make test installs Debian's chromium as root)")
+        unavailable(f"Chromium not found at {CHROMIUM} (make test installs Debian's chromium as root)")
     from mlflow import MlflowClient
     from playwright.sync_api import sync_playwright
 
