@@ -1,20 +1,26 @@
 """Agents: trials of one search trained by `python -m sweeplab.agent` processes,
 joined through the command the search prints; faults tested with real
-processes (an agent killed mid-trial, the chief killed, a wrong token)."""
+processes (an agent killed mid-trial, an agent or a local worker stalled past
+its lease, two agents with one host name and process id, the chief killed, a
+wrong token)."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from conftest import unavailable
 from processes import Process, until
 
 pytestmark = pytest.mark.slow
@@ -22,14 +28,24 @@ pytestmark = pytest.mark.slow
 TRIALS = 4
 
 
-# Trials of several seconds (tiny batches, one step per call), so that a process killed mid-trial is.
-SLOW_TRIALS = ("tuner.max_trials=2", "trainer.batch_size=4", "trainer.steps_per_execution=1", "trainer.epochs=30",
-               "trainer.early_stopping.enabled=false")
+# Trials of several seconds (tiny batches, one step per call), one at a time, so that a process
+# killed or stopped mid-trial is.
+SLOW_TRIALS = ("tuner.max_trials=2", "tuner.pack=1", "trainer.batch_size=4", "trainer.steps_per_execution=1",
+               "trainer.epochs=30", "trainer.early_stopping.enabled=false")
+# Trials of a few seconds, one at a time: two agents that start together both get some.
+SHARED_TRIALS = ("tuner.pack=1", "trainer.epochs=4", "trainer.batch_size=8", "trainer.steps_per_execution=1",
+                 "trainer.early_stopping.enabled=false")
+# A short lease, so that a stalled process loses its trial within seconds; shorter trials than
+# SLOW_TRIALS (a stopped process is stopped whatever the trial's length).
+SHORT_LEASE = ("tuner.oracle.lease_s=5", "tuner.oracle.wait_s=3")
+STALLED_TRIALS = ("tuner.max_trials=2", "tuner.pack=1", "trainer.batch_size=8", "trainer.steps_per_execution=1",
+                  "trainer.epochs=8", "trainer.early_stopping.enabled=false")
+AGENT_TAG = r"agent-[0-9a-f]{6}@" + re.escape(socket.gethostname()) + r":(\d+)"
 
 
-def start_chief(tmp_path: Path, processes: list, *extra: str, log: str = "chief.log") -> Process:
+def start_chief(tmp_path: Path, processes: list, *extra: str, log: str = "chief.log", workers: int = 0) -> Process:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = [sys.executable, "-m", "sweeplab", "tuner.workers=0", f"tuner.max_trials={TRIALS}",
+    args = [sys.executable, "-m", "sweeplab", f"tuner.workers={workers}", f"tuner.max_trials={TRIALS}",
             "trainer.verbose=0", "ensemble=none", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *extra]
     chief = Process(args, tmp_path, tmp_path / log)
     processes.append(chief)
@@ -65,25 +81,46 @@ def assert_every_trial_finished_once(tmp_path: Path, trials: int = TRIALS) -> li
     return finished
 
 
+def trained_by(finished: list) -> Counter:
+    """{tag sweeplab.worker: how many of `finished` it trained}."""
+    return Counter(run.data.tags["sweeplab.worker"] for run in finished)
+
+
 def test_a_search_without_local_workers_is_trained_by_two_agents(tmp_path, processes):
-    chief = start_chief(tmp_path, processes, "trainer.epochs=2")
+    chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
     command = printed_agent_command(chief)
     agents = [start_agent(command, tmp_path, processes, f"agent{i}") for i in range(2)]
     assert chief.wait() == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
-    finished = assert_every_trial_finished_once(tmp_path)
-    workers = {run.data.tags["sweeplab.worker"] for run in finished}
-    # Host and process of each agent (the shell that ran the printed command started them).
-    assert len(workers) <= 2 and all(re.fullmatch(rf"agent@{socket.gethostname()}:\d+", w) for w in workers)
+    workers = trained_by(assert_every_trial_finished_once(tmp_path))
+    # Each agent trained some (its tuner id, host and process).
+    assert len(workers) == 2 and all(re.fullmatch(AGENT_TAG, w) for w in workers), workers
     search = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_run(
-        finished[0].data.tags["mlflow.parentRunId"])
+        trial_runs(tmp_path)[0].data.tags["mlflow.parentRunId"])
     assert re.fullmatch(r"127\.0\.0\.1:\d+", search.data.tags["sweeplab.oracle"])
     assert "Leaderboard (by val_accuracy; 4 of 4 finished trials)" in chief.output()
 
 
+def test_two_agents_with_one_host_name_and_process_id_train_as_two(tmp_path, processes):
+    """Containers: one host name, and each agent process 1 (here: a PID namespace each)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        unavailable("PID namespaces need util-linux's `unshare` and root")
+    chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
+    command = printed_agent_command(chief)
+    isolated = f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}"
+    agents = [start_agent(isolated, tmp_path, processes, f"agent{i}") for i in range(2)]
+    assert chief.wait() == 0, chief.output()[-3000:]
+    for agent in agents:
+        assert agent.wait(60) == 0, agent.output()[-3000:]
+    workers = trained_by(assert_every_trial_finished_once(tmp_path))
+    assert len(workers) == 2, workers
+    # The same host name and the same process id (each started the same way in a namespace of its own).
+    assert len({re.fullmatch(AGENT_TAG, w).group(1) for w in workers}) == 1, workers
+
+
 def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processes):
-    chief = start_chief(tmp_path, processes, *SLOW_TRIALS, "tuner.oracle.lease_s=4")
+    chief = start_chief(tmp_path, processes, *SLOW_TRIALS, *SHORT_LEASE)
     command = printed_agent_command(chief)
     doomed = start_agent(command, tmp_path, processes, "doomed")
     running = until(lambda: trial_runs(tmp_path, "RUNNING"), 180, "the first agent's trial", doomed, chief)
@@ -95,7 +132,7 @@ def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processe
     failed = until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == running[0].info.run_id],
                    60, "the lost trial's run to end FAILED", chief)
     assert "agent lost" in failed[0].data.tags["sweeplab.failure"]
-    assert time.monotonic() - lost_at < 30  # the 4 s lease, plus the chief's polling
+    assert time.monotonic() - lost_at < 30  # the 5 s lease, plus the chief's polling
 
     survivor = start_agent(command, tmp_path, processes, "survivor")
     assert chief.wait() == 0, chief.output()[-3000:]
@@ -103,6 +140,52 @@ def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processe
     finished = assert_every_trial_finished_once(tmp_path, trials=2)
     retried = [r for r in finished if r.data.tags["sweeplab.trial_id"] == lost_trial]
     assert retried[0].data.tags["sweeplab.worker"] != running[0].data.tags["sweeplab.worker"]
+
+
+def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_another(tmp_path, processes):
+    """SIGSTOP mid-trial, past the lease: the trial goes to another agent; after SIGCONT the stalled
+    agent finishes training it, but its run ends FAILED, and the new owner's run FINISHED."""
+    chief = start_chief(tmp_path, processes, *STALLED_TRIALS, *SHORT_LEASE)
+    command = printed_agent_command(chief)
+    stalled = start_agent(command, tmp_path, processes, "stalled")
+    (lost,) = until(lambda: trial_runs(tmp_path, "RUNNING"), 180, "the first agent's trial", stalled, chief)
+    os.killpg(stalled.proc.pid, signal.SIGSTOP)
+    try:
+        until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id], 60,
+              "the stalled agent's run to end FAILED", chief)
+        owner = start_agent(command, tmp_path, processes, "owner")
+        trial_id = lost.data.tags["sweeplab.trial_id"]
+        until(lambda: [r for r in trial_runs(tmp_path, "RUNNING") if r.data.tags["sweeplab.trial_id"] == trial_id],
+              180, "the new owner's run of the lost trial", owner, chief)
+    finally:
+        os.killpg(stalled.proc.pid, signal.SIGCONT)
+    # Its writes of the trial are done once it has rejoined, or found the search over.
+    assert stalled.wait(240) in (0, 3), stalled.output()[-3000:]
+    assert chief.wait() == 0, chief.output()[-3000:]
+    assert owner.wait(60) == 0, owner.output()[-3000:]
+    finished = assert_every_trial_finished_once(tmp_path, trials=2)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert client.get_run(lost.info.run_id).info.status == "FAILED"
+    (retried,) = [r for r in finished if r.data.tags["sweeplab.trial_id"] == trial_id]
+    assert retried.data.tags["sweeplab.worker"] != lost.data.tags["sweeplab.worker"]
+    assert "lease expired" in stalled.output()
+
+
+def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(tmp_path, processes):
+    chief = start_chief(tmp_path, processes, *STALLED_TRIALS, *SHORT_LEASE, "tuner.max_trials=3", workers=2)
+    (lost,) = until(lambda: trial_runs(tmp_path, "RUNNING")[:1], 180, "a worker's trial", chief)
+    pid = int(lost.data.tags["sweeplab.worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id], 60,
+              "the stalled worker's run to end FAILED", chief)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert chief.wait() == 0, chief.output()[-3000:]
+    assert re.search(r"rejoining the search as worker\d-[0-9a-f]{6}", chief.output())
+    assert_every_trial_finished_once(tmp_path, trials=3)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert client.get_run(lost.info.run_id).info.status == "FAILED"
 
 
 def test_a_killed_chief_stops_its_agents_and_a_rerun_resumes(tmp_path, processes):
@@ -116,6 +199,10 @@ def test_a_killed_chief_stops_its_agents_and_a_rerun_resumes(tmp_path, processes
     assert agent.wait(60) == 3
     assert time.monotonic() - killed_at < 30  # its 4 s wait, plus a heartbeat
     assert "has not answered for 4 s" in agent.output()
+    # The agent itself failed its trial's run, with why (no chief was left to do it).
+    (abandoned,) = trial_runs(tmp_path, "FAILED")
+    assert "has not answered for 4 s" in abandoned.data.tags["sweeplab.failure"]
+    assert not trial_runs(tmp_path, "RUNNING")
 
     again = start_chief(tmp_path, processes, *extra, log="chief-again.log")  # the same command
     assert "resuming search" in until(lambda: "resuming search" in again.output() and again.output(), 120,

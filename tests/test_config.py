@@ -122,6 +122,14 @@ BAD_INPUTS = [
     (["+model.hidden=3"], "model.hidden", "space"),
     (["data.val_fraction=0.7", "data.test_fraction=0.5"], "data.val_fraction", "< 1"),
     (["tracking.log_models=false"], "tracking.log_models", "ensemble=none"),
+    # A worker still waiting for an answer after its lease would act on a trial handed to another.
+    (["tuner.oracle.lease_s=5", "tuner.oracle.wait_s=5"], "tuner.oracle.wait_s", "fewer seconds than tuner.oracle.lease_s (5)"),
+    (["tuner.oracle.tls_cert=/etc/hostname"], "tuner.oracle.tls_key", "set together"),
+    (["tuner.oracle.tls_key=/etc/hostname"], "tuner.oracle.tls_cert", "set together"),
+    (["tuner.oracle.tls_cert=/no/such/cert.pem", "tuner.oracle.tls_key=/etc/hostname"], "tuner.oracle.tls_cert",
+     "a PEM certificate file this user can read (No such file or directory)"),
+    (["tuner.oracle.tls_cert=/etc/hostname", "tuner.oracle.tls_key=/etc/hostname"], "tuner.oracle.tls_cert",
+     "a PEM certificate file (-----BEGIN CERTIFICATE-----)"),
 ]
 
 

@@ -1,7 +1,7 @@
 """Several machines, as several machines: network namespaces with addresses of
 their own on one bridge. The tracking server (basic auth, PostgreSQL behind it)
 runs on the bridge's host side, the chief in one namespace with its oracle on
-that namespace's address (a shared token), two agents in two more."""
+that namespace's address (a shared token, TLS), two agents in two more."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
+from certs import self_signed
+from conftest import unavailable
 from processes import Process, until
 
 pytestmark = pytest.mark.slow
@@ -31,7 +33,7 @@ def _ip(*args: str) -> None:
 def hosts():
     """{name: address} of a server side (the host) and three namespaces: chief, agent0, agent1."""
     if shutil.which("ip") is None or os.geteuid() != 0:
-        pytest.skip("network namespaces need iproute2's `ip` and root")
+        unavailable("network namespaces need iproute2's `ip` and root")
     tag = uuid.uuid4().hex[:5]
     subnet = f"10.{77 + int(tag[:2], 16) % 100}.{int(tag[2:4], 16)}"
     bridge = f"swb{tag}"
@@ -55,7 +57,7 @@ def hosts():
         for ns in made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-        pytest.skip(f"cannot make network namespaces here: {err.stderr.decode().strip()}")
+        unavailable(f"cannot make network namespaces here: {err.stderr.decode().strip()}")
     yield {"server": f"{subnet}.1", **{n: f"{subnet}.{last}" for n, last in names.items()},
            **{f"ns:{n}": f"sw{tag}{n}" for n in names}}
     for ns in made:
@@ -80,17 +82,23 @@ def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts,
     uri = f"http://{hosts['server']}:{port}"
 
     (tmp_path / "chief").mkdir()
+    cert, key = self_signed(tmp_path / "chief", hosts["chief"])  # names the address agents connect to
     chief = Process(in_namespace(hosts, "chief", sys.executable, "-m", "sweeplab", "tracking=server",
                                  f"tracking.uri={uri}", "tuner.workers=0", f"tuner.oracle.host={hosts['chief']}",
-                                 "tuner.max_trials=4", "trainer.epochs=2", "trainer.verbose=0", "ensemble=none"),
+                                 f"tuner.oracle.tls_cert={cert}", f"tuner.oracle.tls_key={key}",
+                                 # One trial at a time, a few seconds each: both agents get some.
+                                 "tuner.max_trials=4", "tuner.pack=1", "trainer.epochs=4", "trainer.batch_size=8",
+                                 "trainer.early_stopping.enabled=false", "trainer.verbose=0", "ensemble=none"),
                     tmp_path / "chief", tmp_path / "chief.log", extra_env=LOGIN)
     processes.append(chief)
     found = until(lambda: re.search(r"python -m sweeplab\.agent (\w+) --tracking-uri (\S+)", chief.output()), 120,
                   "the agent command", chief)
     run_id = found.group(1)
+    assert "oracle calls use TLS" in chief.output()
     agents = []
     for name in ("agent0", "agent1"):
         (tmp_path / name).mkdir()
+        # No certificate given: the agent trusts the one the search logged on its run.
         agents.append(Process(in_namespace(hosts, name, sys.executable, "-m", "sweeplab.agent", run_id,
                                            "--tracking-uri", uri),
                               tmp_path / name, tmp_path / f"{name}.log", extra_env=LOGIN))
@@ -112,6 +120,19 @@ def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts,
     finished = [t for t in trials if t.info.status == "FINISHED"]
     assert sorted(t.data.tags["sweeplab.trial_id"] for t in finished) == ["0", "1", "2", "3"]
     # Each namespace is its own host to the agents' processes, but they share this machine's name: the tag
-    # tells them apart by process id.
-    assert {t.data.tags["sweeplab.worker"].partition("@")[0] for t in finished} == {"agent"}
-    assert "agent joining search" in agents[0].output() or "agent joining search" in agents[1].output()
+    # tells them apart by tuner id. Each agent trained some.
+    trained = {t.data.tags["sweeplab.worker"].partition("@")[0] for t in finished}
+    ids = {re.search(r"this agent asks for trials as (agent-[0-9a-f]{6})", a.output()).group(1) for a in agents}
+    assert trained == ids and len(ids) == 2, (trained, ids)
+    assert all("(TLS)" in a.output() for a in agents)
+
+
+def test_an_oracle_off_loopback_without_tls_says_it_is_in_clear(hosts, tmp_path, processes):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    chief = Process(in_namespace(hosts, "chief", sys.executable, "-m", "sweeplab", f"tracking.uri={uri}",
+                                 "tuner.workers=0", f"tuner.oracle.host={hosts['chief']}", "ensemble=none"),
+                    tmp_path, tmp_path / "chief.log", extra_env={"SWEEPLAB_ORACLE_TOKEN": TOKEN})
+    processes.append(chief)
+    until(lambda: "agents join from any machine" in chief.output(), 120, "the agent command", chief)
+    assert (f"WARNING: the oracle at {hosts['chief']}:" in chief.output()
+            and "the oracle token and every trial cross the network in clear" in chief.output())

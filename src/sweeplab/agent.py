@@ -1,20 +1,23 @@
-"""`python -m sweeplab.agent SEARCH_RUN_ID [--tracking-uri URI]`: train trials
-of a running search from any machine.
+"""`python -m sweeplab.agent SEARCH_RUN_ID [--tracking-uri URI] [--oracle-cert FILE]`:
+train trials of a running search from any machine.
 
 The search's MLflow run holds what an agent needs: the resolved config
 (`config.yaml`) and the address of the search's oracle (tag
 `sweeplab.oracle`). The agent loads the data set on this machine, asks the
 oracle for trials, trains them and logs them under the search's run until the
 oracle says the search is done. The oracle's token comes from
-SWEEPLAB_ORACLE_TOKEN (the search prints the command with it).
+SWEEPLAB_ORACLE_TOKEN (the search prints the command with it). An oracle that
+serves TLS is trusted by its certificate alone: the one logged on the search
+run (`oracle-cert.pem`), or `--oracle-cert` / SWEEPLAB_ORACLE_CERT.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
+
+from sweeplab.config.schema import ORACLE_CERT_ENV, ORACLE_TOKEN_ENV
 
 EXIT_USAGE = 2
 
@@ -27,11 +30,18 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("MLFLOW_TRACKING_URI"),
         help="the search's MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
     )
+    p.add_argument(
+        "--oracle-cert",
+        metavar="FILE",
+        default=os.environ.get(ORACLE_CERT_ENV),
+        help=f"the oracle's TLS certificate (default: ${ORACLE_CERT_ENV}, else the one logged on the search run)",
+    )
     return p
 
 
-def joined_search(search_run_id: str, tracking_uri: str | None):
-    """(validated config, oracle address) of a running search, or a SweeplabError saying why not."""
+def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str | None = None):
+    """(validated config, oracle address, `oracle_access.Tls` or None) of a running search, or a
+    SweeplabError saying why not."""
     import tempfile
 
     from omegaconf import OmegaConf
@@ -52,16 +62,37 @@ def joined_search(search_run_id: str, tracking_uri: str | None):
         raise TrackingError(f"search run {search_run_id} serves no oracle: start it with tuner.workers=0 "
                             "(or > 1) for agents to join")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = validate(OmegaConf.load(client.download_artifacts(search_run_id, "config.yaml", tmp)))
+        raw = OmegaConf.load(client.download_artifacts(search_run_id, "config.yaml", tmp))
+        # The chief's certificate and key files are on its machine; the agent needs neither.
+        raw.tuner.oracle.tls_cert = raw.tuner.oracle.tls_key = None
+        cfg = validate(raw)
+        tls = _oracle_tls(client, run, cert_file, tmp)
     # The logged config holds the store's URI with its password masked: use the agent's own.
     cfg.tracking.uri = uri
     print(f"[sweeplab] agent joining search {run.info.run_name} ({search_run_id}) in {display_uri(uri)}, "
-          f"oracle {address}", flush=True)
-    return cfg, address
+          f"oracle {address}{' (TLS)' if tls else ''}", flush=True)
+    return cfg, address, tls
+
+
+def _oracle_tls(client, run, cert_file: str | None, tmp: str):
+    """The certificate the agent trusts: `cert_file`, else the search run's while its oracle serves TLS."""
+    from sweeplab.errors import TrackingError
+    from sweeplab.search.oracle_access import Tls
+    from sweeplab.tracking.tags import ORACLE_CERT
+
+    if cert_file:
+        try:
+            return Tls(open(cert_file, "rb").read())
+        except OSError as err:
+            raise TrackingError(f"--oracle-cert {cert_file}: {err.strerror}") from None
+    artifact = run.data.tags.get(ORACLE_CERT, "none")
+    if artifact == "none":
+        return None
+    with open(client.download_artifacts(run.info.run_id, artifact, tmp), "rb") as cert:
+        return Tls(cert.read())
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweeplab.config.schema import ORACLE_TOKEN_ENV
     from sweeplab.errors import SweeplabError
 
     args = parser().parse_args(argv)
@@ -71,13 +102,12 @@ def main(argv: list[str] | None = None) -> int:
               "command that does)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        cfg, address = joined_search(args.search_run_id, args.tracking_uri)
-        from sweeplab.search.worker import train_trials
+        cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert)
+        from sweeplab.search.worker import new_tuner_id, train_trials
 
-        host, pid = socket.gethostname(), os.getpid()
-        # Unique per process; never "chief" (Keras Tuner gives that id the chief's part).
-        tuner_id = f"agent-{host}-{pid}".replace("chief", "ch1ef")
-        return train_trials(cfg, args.search_run_id, address, token, tuner_id, name="agent")
+        tuner_id = new_tuner_id("agent")
+        print(f"[sweeplab] this agent asks for trials as {tuner_id}", flush=True)
+        return train_trials(cfg, args.search_run_id, address, token, tuner_id, name="agent", tls=tls)
     except SweeplabError as err:
         print(f"sweeplab.agent: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -42,6 +42,8 @@ class DataConfig:
 
 # The shared secret of an oracle listening off loopback (workers and agents send it).
 ORACLE_TOKEN_ENV = "SWEEPLAB_ORACLE_TOKEN"
+# The oracle's TLS certificate for workers and agents (a file), when not taken from the search run.
+ORACLE_CERT_ENV = "SWEEPLAB_ORACLE_CERT"
 
 
 @dataclass
@@ -53,8 +55,12 @@ class OracleConfig:
     port: int = 0
     # A worker or agent not heard from this long has lost its trial; it goes to another.
     lease_s: float = 30.0
-    # How long a worker or agent waits for the oracle to answer before it stops.
+    # How long a worker or agent waits for the oracle to answer before it stops (< lease_s).
     wait_s: float = 10.0
+    # TLS (both or neither): the oracle's PEM certificate, which must name the address agents
+    # connect to (subjectAltName), and its private key. Without them calls go in clear.
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
 
 
 @dataclass

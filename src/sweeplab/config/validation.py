@@ -132,12 +132,35 @@ def _check_oracle(oracle: OracleConfig) -> None:
     for key in ("lease_s", "wait_s"):
         if not getattr(oracle, key) > 0:
             raise ConfigError(f"tuner.oracle.{key}", getattr(oracle, key), "a number of seconds > 0")
+    if oracle.wait_s >= oracle.lease_s:
+        # A call the chief answers after the lease would come from a tuner that already lost its trial.
+        raise ConfigError("tuner.oracle.wait_s", oracle.wait_s,
+                          f"fewer seconds than tuner.oracle.lease_s ({oracle.lease_s:g})")
+    _check_tls(oracle)
     if not is_loopback(oracle.host) and not os.environ.get(ORACLE_TOKEN_ENV):
         raise ConfigError(
             "tuner.oracle.host", oracle.host,
             f"127.0.0.1 (loopback), or a shared secret in the environment variable {ORACLE_TOKEN_ENV}: "
             "off loopback the oracle answers only calls that carry it",
         )
+
+
+def _check_tls(oracle: OracleConfig) -> None:
+    """Both files or neither, each a readable PEM file of its kind."""
+    files = {"tls_cert": ("CERTIFICATE", "a PEM certificate"), "tls_key": ("PRIVATE KEY", "a PEM private key")}
+    given = {key for key in files if getattr(oracle, key)}
+    if given and len(given) < len(files):
+        (missing,) = set(files) - given
+        raise ConfigError(f"tuner.oracle.{missing}", None,
+                          f"{files[missing][1]} file too: tls_cert and tls_key are set together")
+    for key in sorted(given):
+        path, (marker, what) = getattr(oracle, key), files[key]
+        try:
+            text = open(path, encoding="ascii", errors="replace").read()
+        except OSError as err:
+            raise ConfigError(f"tuner.oracle.{key}", path, f"{what} file this user can read ({err.strerror})") from None
+        if f"{marker}-----" not in text:  # -----BEGIN [RSA |EC ]PRIVATE KEY-----, -----BEGIN CERTIFICATE-----
+            raise ConfigError(f"tuner.oracle.{key}", path, f"{what} file (-----BEGIN {marker}-----)")
 
 
 def _check_trainer(trainer: TrainerConfig) -> None:

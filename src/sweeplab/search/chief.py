@@ -9,7 +9,8 @@ Each worker or agent asks it for trials, trains them and logs them under the
 search's MLflow run. A worker or agent that stops answering for
 `tuner.oracle.lease_s` has lost its trial: its run ends FAILED ("agent lost")
 and the trial goes to the next one that asks (Keras Tuner would keep it
-running forever).
+running forever). With `tuner.oracle.tls_cert` and `.tls_key` the oracle
+serves TLS and logs its certificate on the search run for agents.
 
 The serving loop is ours, not `oracle_chief.start_server`: that one polls every
 20 s for the last trials to end, which would dominate a short search.
@@ -30,12 +31,17 @@ from pathlib import Path
 WORKER_PREFIX = "worker"
 CONFIG_FILE = "workers-config.yaml"
 TOKEN_FILE = "oracle.token"
+# The oracle's TLS certificate on the search run, where agents find it (it is public).
+CERT_ARTIFACT = "oracle-cert.pem"
 ENV_PARENT = "SWEEPLAB_PARENT_RUN_ID"
 ENV_WORKERS = "SWEEPLAB_WORKERS"
 ENV_TRACKING_URI = "SWEEPLAB_TRACKING_URI"
+# The name the oracle's certificate carries, for local workers that connect by 127.0.0.1.
+ENV_ORACLE_NAME = "SWEEPLAB_ORACLE_NAME"
 _INTERRUPT_GRACE_S = 60
 _POLL_S = 0.2
 _REMIND_S = 60  # how often a search that no one trains says so
+_STORE_TRIES = 3  # a hand-over's look-up of the lost runs, before it goes on without
 
 
 class WorkerFailedError(RuntimeError):
@@ -44,15 +50,10 @@ class WorkerFailedError(RuntimeError):
 
 def serve(tuner, cfg, search_run, project_dir: Path) -> None:
     """Serve `tuner`'s oracle to the search's local workers and to agents until every trial is done."""
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
     from omegaconf import OmegaConf
 
-    from sweeplab.errors import ConfigError
-    from sweeplab.search.oracle_access import ENV_TOKEN, Access, search_token
-    from sweeplab.tracking.store import redact, resolve_uri
-    from sweeplab.tracking.tags import ORACLE
+    from sweeplab.search.oracle_access import Access, search_token
+    from sweeplab.tracking.store import redact
 
     oracle_cfg, workers = cfg.tuner.oracle, cfg.tuner.workers
     token = search_token(oracle_cfg.host)
@@ -63,37 +64,19 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
     tuner.save()
 
     access = Access(token)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + 8), interceptors=[access])
-    servicer = OracleServicer(tuner.oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    # Port 0: the system picks a free port and gRPC reports it (no window for another process to take it).
-    try:
-        port = server.add_insecure_port(f"{oracle_cfg.host}:{oracle_cfg.port}")
-    except RuntimeError:
-        port = 0
-    if not port:
-        raise ConfigError("tuner.oracle.port", oracle_cfg.port, f"a port free on {oracle_cfg.host} (0: any free port)")
-    server.start()
+    server, servicer, port = _start_server(tuner.oracle, oracle_cfg, access, workers)
     address = f"{_advertised(oracle_cfg.host)}:{port}"
-    search_run.client.set_tag(search_run.run_id, ORACLE, address)
+    _publish(search_run, oracle_cfg, address)
     print(f"[sweeplab] oracle of this search at {address}; {workers} local worker(s)", flush=True)
     joining = agent_command(search_run, cfg, token, project_dir)
     print(f"[sweeplab] agents join from any machine with:\n  {joining}", flush=True)
 
     procs = []
     try:
+        env = _worker_env(cfg, search_run, token, address, port)
         for index in range(workers):
-            env = {
-                **os.environ,
-                "KERASTUNER_ORACLE_IP": "127.0.0.1" if _listens_on_loopback(oracle_cfg.host) else address.split(":")[0],
-                "KERASTUNER_ORACLE_PORT": str(port),
-                "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}",
-                ENV_PARENT: search_run.run_id,
-                ENV_WORKERS: str(workers),
-                ENV_TRACKING_URI: resolve_uri(cfg.tracking.uri),
-                ENV_TOKEN: token,
-            }
-            procs.append(subprocess.Popen([sys.executable, "-m", "sweeplab.search.worker", str(config_file)], env=env))
+            procs.append(subprocess.Popen([sys.executable, "-m", "sweeplab.search.worker", str(config_file)],
+                                          env={**env, "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}"}))
         reminded = time.monotonic()
         while not _done(tuner.oracle, servicer, procs, access):
             time.sleep(_POLL_S)
@@ -109,6 +92,11 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
     finally:
         server.stop(grace=None)
         tuner.save()
+    _check_exits(codes)
+
+
+def _check_exits(codes: list[int]) -> None:
+    """KeyboardInterrupt if a local worker was interrupted, WorkerFailedError if one failed."""
     if any(code in (130, -signal.SIGINT) for code in codes):
         # Ctrl-C in a terminal reaches the whole process group; this process may have missed it.
         raise KeyboardInterrupt
@@ -117,6 +105,76 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
         raise WorkerFailedError(
             ", ".join(f"{name} exited with {code}" for name, code in failed) + " (its output is above)"
         )
+
+
+def _start_server(oracle, oracle_cfg, access, workers: int):
+    """(server, servicer, port): the oracle served at tuner.oracle.host and .port, over TLS
+    with tuner.oracle.tls_cert and .tls_key."""
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    from sweeplab.errors import ConfigError
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers + 8), interceptors=[access])
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    listen = f"{oracle_cfg.host}:{oracle_cfg.port}"
+    # Port 0: the system picks a free port and gRPC reports it (no window for another process to take it).
+    try:
+        if oracle_cfg.tls_cert:
+            pair = (Path(oracle_cfg.tls_key).read_bytes(), Path(oracle_cfg.tls_cert).read_bytes())
+            port = server.add_secure_port(listen, grpc.ssl_server_credentials([pair]))
+        else:
+            port = server.add_insecure_port(listen)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise ConfigError("tuner.oracle.port", oracle_cfg.port, f"a port free on {oracle_cfg.host} (0: any free port)")
+    server.start()
+    return server, servicer, port
+
+
+def _publish(search_run, oracle_cfg, address: str) -> None:
+    """The oracle's address (and certificate) on the search run, for agents; a warning when
+    its calls cross the network in clear."""
+    from sweeplab.net import is_loopback
+    from sweeplab.tracking.tags import ORACLE, ORACLE_CERT
+
+    client = search_run.client
+    client.set_tag(search_run.run_id, ORACLE, address)
+    if oracle_cfg.tls_cert:
+        client.log_text(search_run.run_id, Path(oracle_cfg.tls_cert).read_text(), CERT_ARTIFACT)
+        client.set_tag(search_run.run_id, ORACLE_CERT, CERT_ARTIFACT)
+        print(f"[sweeplab] oracle calls use TLS; agents read its certificate from the search run ({CERT_ARTIFACT})",
+              flush=True)
+        return
+    client.set_tag(search_run.run_id, ORACLE_CERT, "none")
+    if not is_loopback(oracle_cfg.host):
+        print(f"[sweeplab] WARNING: the oracle at {address} is not encrypted: the oracle token and every trial "
+              "cross the network in clear; set tuner.oracle.tls_cert and tuner.oracle.tls_key", flush=True)
+
+
+def _worker_env(cfg, search_run, token: str, address: str, port: int) -> dict:
+    """The environment of a local worker: where the oracle and the store are, and their secrets."""
+    from sweeplab.config.schema import ORACLE_CERT_ENV
+    from sweeplab.search.oracle_access import ENV_TOKEN
+    from sweeplab.tracking.store import resolve_uri
+
+    oracle_cfg = cfg.tuner.oracle
+    host = address.rsplit(":", 1)[0]
+    env = {
+        **os.environ,
+        "KERASTUNER_ORACLE_IP": "127.0.0.1" if _listens_on_loopback(oracle_cfg.host) else host,
+        "KERASTUNER_ORACLE_PORT": str(port),
+        ENV_PARENT: search_run.run_id,
+        ENV_WORKERS: str(cfg.tuner.workers),
+        ENV_TRACKING_URI: resolve_uri(cfg.tracking.uri),
+        ENV_TOKEN: token,
+    }
+    if oracle_cfg.tls_cert:
+        env.update({ORACLE_CERT_ENV: str(Path(oracle_cfg.tls_cert).resolve()), ENV_ORACLE_NAME: host})
+    return env
 
 
 def agent_command(search_run, cfg, token: str, project_dir: Path) -> str:
@@ -129,11 +187,18 @@ def agent_command(search_run, cfg, token: str, project_dir: Path) -> str:
     else:
         # A fresh secret on loopback: only processes of this user on this machine can read it.
         token_file = project_dir / TOKEN_FILE
-        token_file.write_text(token)
-        token_file.chmod(0o600)
+        write_private(token_file, token)
         token_part = f'{ENV_TOKEN}="$(cat {shlex.quote(str(token_file.resolve()))})"'
     uri = display_uri(resolve_uri(cfg.tracking.uri))
     return f"{token_part} python -m sweeplab.agent {search_run.run_id} --tracking-uri {shlex.quote(uri)}"
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` in a file only this user can read, from its creation on (no moment readable by others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # a file that already existed keeps its mode on open
+        out.write(text)
 
 
 def _advertised(host: str) -> str:
@@ -160,12 +225,11 @@ def _done(oracle, servicer, procs: list, access) -> bool:
 
 
 def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
-    """A worker or agent lost (no call or heartbeat for the lease): its trial's run ends FAILED
-    and the trial goes back in the queue, first served to the next one that asks."""
+    """A worker or agent lost (no call or heartbeat for the lease): its trial goes back in the
+    queue, first served to the next one that asks, and its runs end FAILED."""
     from keras_tuner.src.engine import oracle as oracle_module
 
-    from sweeplab.tracking.queries import trial_runs
-    from sweeplab.tracking.tags import FAILURE, TRIAL_ID
+    from sweeplab.errors import short_reason
 
     def its_own(key: str) -> bool:  # the tuner's id, or one of its pack's slots (tuner.pack)
         return key == tuner_id or key.startswith(f"{tuner_id}-pack")
@@ -180,11 +244,27 @@ def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
     if not lost:
         return
     reason = f"agent lost: {tuner_id} stopped answering for {lease_s:g} s; the trial goes to another"
-    lost_ids = {trial.trial_id for trial in lost}
-    print(f"[sweeplab] trial(s) {', '.join(sorted(lost_ids))}: {reason}", flush=True)
+    print(f"[sweeplab] trial(s) {', '.join(sorted(t.trial_id for t in lost))}: {reason}", flush=True)
+    for attempt in range(_STORE_TRIES):
+        try:
+            return _fail_runs_of(search_run, tuner_id, reason)
+        except Exception as err:  # the store: MlflowException, or its database's own errors
+            trouble = f"{type(err).__name__}: {err}"
+            if attempt + 1 < _STORE_TRIES:
+                time.sleep(attempt + 1)
+    print(f"[sweeplab] could not mark {tuner_id}'s runs FAILED ({short_reason(trouble)}); the search goes on "
+          "(a resumed search marks them)", flush=True)
+
+
+def _fail_runs_of(search_run, tuner_id: str, reason: str) -> None:
+    """The RUNNING trial runs of `tuner_id` (tag sweeplab.worker `<tuner id>@host:pid`) end FAILED;
+    another tuner's run of the same trial is left alone."""
+    from sweeplab.tracking.queries import trial_runs
+    from sweeplab.tracking.tags import FAILURE, WORKER
+
     client = search_run.client
     for run in trial_runs(client, search_run.experiment_id, search_run.run_id, status="RUNNING"):
-        if run.data.tags.get(TRIAL_ID) in lost_ids:
+        if run.data.tags.get(WORKER, "").partition("@")[0] == tuner_id:
             client.set_tag(run.info.run_id, FAILURE, reason)
             client.set_terminated(run.info.run_id, "FAILED")
 

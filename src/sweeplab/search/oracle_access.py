@@ -7,12 +7,14 @@ and ignores a call without it. Every call also names its tuner, so the chief
 knows when each worker or agent was last heard from: one silent for longer
 than the lease has lost its trial (`chief.py` hands it to another), and its
 later calls are refused. Workers and agents send the token and their tuner id
-with every call, and a heartbeat between calls.
+with every call, and a heartbeat between calls. With `tuner.oracle.tls_cert`
+every call goes over TLS, the client trusting that certificate alone.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hmac
 import os
 import secrets
@@ -29,6 +31,18 @@ from sweeplab.errors import ConfigError
 ENV_TOKEN = ORACLE_TOKEN_ENV
 _TOKEN_KEY = "x-sweeplab-oracle-token"
 _TUNER_KEY = "x-sweeplab-tuner-id"
+LEASE_EXPIRED = "lease expired, trial handed to another"
+# A tuner the oracle told to wait (IDLE: trials still running elsewhere) asks again after this long.
+IDLE_WAIT_S = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Tls:
+    """How a client checks the oracle: its certificate (the one root trusted) and, for a client that
+    connects by another address than the certificate names (a local worker, by 127.0.0.1), that name."""
+
+    cert: bytes
+    name: str | None = None
 
 
 def search_token(host: str) -> str:
@@ -56,7 +70,7 @@ class Access(grpc.ServerInterceptor):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "sweeplab oracle: missing or wrong token")
 
         def expired(request, context):
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sweeplab oracle: lease expired, trial handed to another")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"sweeplab oracle: {LEASE_EXPIRED}")
 
         self._refused = grpc.unary_unary_rpc_method_handler(refuse)
         self._expired = grpc.unary_unary_rpc_method_handler(expired)
@@ -70,6 +84,8 @@ class Access(grpc.ServerInterceptor):
         tuner_id = metadata.get(_TUNER_KEY)
         with self._lock:
             if tuner_id in self.expired:
+                print(f"[sweeplab] oracle: refused {handler_call_details.method} from {tuner_id}: {LEASE_EXPIRED}",
+                      file=sys.stderr, flush=True)
                 return self._expired
             if tuner_id:
                 self.last_seen[tuner_id] = time.monotonic()
@@ -110,24 +126,44 @@ class _Identify(grpc.UnaryUnaryClientInterceptor):
         )
 
 
-def channel(address: str, token: str, tuner_id: str, wait_s: float):
-    return grpc.intercept_channel(grpc.insecure_channel(address), _Identify(token, tuner_id, wait_s))
+def channel(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls | None = None):
+    if tls is None:
+        raw = grpc.insecure_channel(address)
+    else:
+        options = [("grpc.ssl_target_name_override", tls.name)] if tls.name else []
+        raw = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=tls.cert), options)
+    return grpc.intercept_channel(raw, _Identify(token, tuner_id, wait_s))
 
 
-def identify_keras_tuner_clients(token: str, tuner_id: str, wait_s: float) -> None:
+def identify_keras_tuner_clients(token: str, tuner_id: str, wait_s: float, tls: Tls | None = None) -> None:
     """Every OracleClient Keras Tuner makes in this process sends `token` and `tuner_id`
-    (it builds its own channel, from KERASTUNER_ORACLE_IP and _PORT)."""
+    (it builds its own channel, from KERASTUNER_ORACLE_IP and _PORT), over TLS with `tls`."""
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_client
+    from keras_tuner.src.engine.trial import TrialStatus
 
     class IdentifiedOracleClient(oracle_client.OracleClient):
         def __init__(self, oracle):
             super().__init__(oracle)
             address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-            self.stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, wait_s))
+            self.stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, wait_s, tls))
+            self._idle_until: dict[str, float] = {}
+
+        def create_trial(self, tuner_id):
+            # Keras Tuner asks again at once after IDLE: one ask per IDLE_WAIT_S per slot, not a busy loop.
+            time.sleep(max(0.0, self._idle_until.pop(tuner_id, 0.0) - time.monotonic()))
+            trial = super().create_trial(tuner_id)
+            if trial.status == TrialStatus.IDLE:
+                self._idle_until[tuner_id] = time.monotonic() + IDLE_WAIT_S
+            return trial
 
     # Looked up on the module when a tuner is built (BaseTuner.__init__).
     oracle_client.OracleClient = IdentifiedOracleClient
+
+
+def lease_expired(err) -> bool:
+    """The chief refused a call because this tuner's lease expired (not for a wrong token)."""
+    return err.code() == grpc.StatusCode.PERMISSION_DENIED and LEASE_EXPIRED in (err.details() or "")
 
 
 def oracle_trouble(err, address: str, wait_s: float) -> str:
@@ -137,13 +173,33 @@ def oracle_trouble(err, address: str, wait_s: float) -> str:
     return f"the search's oracle at {address} has not answered for {wait_s:g} s ({err.code().name})"
 
 
-def heartbeat(address: str, token: str, tuner_id: str, every_s: float, give_up_s: float, on_loss) -> None:
-    """In a daemon thread: tell the chief this tuner is alive every `every_s`; call
-    `on_loss(reason)` when the chief refuses it (lease expired) or has not answered
-    for `give_up_s` (stopped or killed)."""
+def lease_guard(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls | None = None):
+    """A function that asks the chief whether this tuner still holds its lease: None when it
+    does, else why not (refused, or no answer within `wait_s`)."""
     from keras_tuner.src import protos
 
-    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, every_s))
+    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, wait_s, tls))
+    request = protos.get_service().GetSpaceRequest()
+
+    def check() -> str | None:
+        try:
+            stub.GetSpace(request, timeout=wait_s)
+        except grpc.RpcError as err:
+            return oracle_trouble(err, address, wait_s)
+        return None
+
+    return check
+
+
+def heartbeat(address: str, token: str, tuner_id: str, every_s: float, give_up_s: float, on_loss,
+              tls: Tls | None = None) -> None:
+    """In a daemon thread: tell the chief this tuner is alive every `every_s`; call
+    `on_loss(reason)` when the chief refuses the token or has not answered for `give_up_s`
+    (stopped or killed). A refusal for an expired lease only stops the beat: the tuner's
+    next call is refused too, and its caller rejoins under a new tuner id."""
+    from keras_tuner.src import protos
+
+    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, every_s, tls))
     request = protos.get_service().GetSpaceRequest()
 
     def beat():
@@ -153,6 +209,8 @@ def heartbeat(address: str, token: str, tuner_id: str, every_s: float, give_up_s
                 stub.GetSpace(request, timeout=every_s)
                 answered = time.monotonic()
             except grpc.RpcError as err:
+                if lease_expired(err):
+                    return None
                 if err.code() == grpc.StatusCode.PERMISSION_DENIED or time.monotonic() - answered > give_up_s:
                     return on_loss(oracle_trouble(err, address, give_up_s))
             time.sleep(every_s)

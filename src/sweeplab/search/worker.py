@@ -2,74 +2,105 @@
 a local worker (`python -m sweeplab.search.worker CONFIG_FILE`, started by the
 chief for `tuner.workers` > 1) or an agent (`python -m sweeplab.agent`, started
 by anyone, anywhere). Both ask the oracle for trials, train them and log them
-under the search's MLflow run until the oracle says stop.
+under the search's MLflow run until the oracle says stop. One that lost its
+lease (stalled past `tuner.oracle.lease_s`) rejoins under a new tuner id.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import sys
 
-from sweeplab.search.chief import ENV_PARENT, ENV_TRACKING_URI, ENV_WORKERS
+from sweeplab.search.chief import ENV_ORACLE_NAME, ENV_PARENT, ENV_TRACKING_URI, ENV_WORKERS
 
-# Exit status of a worker or agent that lost its oracle (chief gone, or its lease expired).
+# Exit status of a worker or agent that lost its oracle (chief gone, or it refused this worker).
 EXIT_ORACLE_LOST = 3
+_REJOIN = object()
 
 
-def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner_id: str, name: str) -> int:
+def new_tuner_id(name: str) -> str:
+    """A tuner id no other process has, even one with the same host name and process id
+    (containers); never "chief" (Keras Tuner gives that id the chief's part)."""
+    return f"{name}-{secrets.token_hex(3)}"
+
+
+def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner_id: str, name: str,
+                 tls=None) -> int:
     """Trials from the oracle at `oracle_address` until it says stop: 0, or 130 after Ctrl-C.
 
-    `name` (worker0, agent...) goes with this host and process id in each trial
-    run's `sweeplab.worker` tag.
+    `name` (worker0, agent...) starts the tuner id of a rejoin; each trial run's `sweeplab.worker`
+    tag is `<tuner id>@<host>:<process id>`. `tls`: an `oracle_access.Tls`, or None (in clear).
     """
     from sweeplab.search.tensorflow_import import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # before Keras (and so TensorFlow) is imported below
-    import grpc
     from sweeplab.search import tuning
-    from sweeplab.search.oracle_access import heartbeat, identify_keras_tuner_clients, oracle_trouble
-    from sweeplab.search.preparation import prepare, tuner_location
-    from sweeplab.tracking import writer
+    from sweeplab.search.preparation import prepare
     from sweeplab.tracking.runs import SearchRun
     from sweeplab.tracking.store import connect
 
-    host, port = oracle_address.rsplit(":", 1)
-    # Keras Tuner's distributed mode reads these; a tuner id with "chief" in it would take the chief's part.
-    os.environ.update(KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port, KERASTUNER_TUNER_ID=tuner_id)
-    oracle_cfg = cfg.tuner.oracle
-    identify_keras_tuner_clients(token, tuner_id, wait_s=oracle_cfg.wait_s)
     dataset, family = prepare(cfg, quiet=True)
     client, _uri, experiment_id = connect(cfg.tracking)
     search_run = SearchRun.attach(client, experiment_id, search_run_id)
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
+    while True:
+        outcome = _train_as(tuner_id, cfg, search_run, hypermodel, dataset, oracle_address, token, tls)
+        if outcome is not _REJOIN:
+            return outcome
+        tuner_id = new_tuner_id(name)
+        print(f"[sweeplab] rejoining the search as {tuner_id}", file=sys.stderr, flush=True)
+
+
+def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_address: str, token: str, tls):
+    """Trials as `tuner_id` until the oracle says stop (0), Ctrl-C (130), the chief is gone
+    (the process exits) or its lease expired (_REJOIN)."""
+    import grpc
+
+    from sweeplab.search import oracle_access, tuning
+    from sweeplab.search.preparation import tuner_location
+    from sweeplab.tracking import writer
+
+    host, port = oracle_address.rsplit(":", 1)
+    # Keras Tuner's distributed mode reads these; a tuner id with "chief" in it would take the chief's part.
+    os.environ.update(KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port, KERASTUNER_TUNER_ID=tuner_id)
+    wait_s = cfg.tuner.oracle.wait_s
+    oracle_access.identify_keras_tuner_clients(token, tuner_id, wait_s, tls)
     directory, project = tuner_location(cfg)
-    tag = f"{name}@{socket.gethostname()}:{os.getpid()}"
+    tag = f"{tuner_id}@{socket.gethostname()}:{os.getpid()}"
     # The search already started over if it had to; a worker never wipes its state.
     try:
         tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project, worker=tag)
     except grpc.RpcError as err:  # Keras Tuner asks the oracle for the search space
-        print(f"[sweeplab] {tag}: {oracle_trouble(err, oracle_address, oracle_cfg.wait_s)}", file=sys.stderr,
+        print(f"[sweeplab] {tag}: {oracle_access.oracle_trouble(err, oracle_address, wait_s)}", file=sys.stderr,
               flush=True)
         return EXIT_ORACLE_LOST
+    # A trial whose lease went to another while it was written ends FAILED, not FINISHED a second time.
+    tuner.finish_guard = oracle_access.lease_guard(oracle_address, token, tuner_id, wait_s, tls)
 
     def lost(reason: str) -> None:
-        """The chief is gone or handed our trial to another: fail the trial's run, stop now."""
+        """The chief is gone or refused us: fail the trial's run, stop now."""
         print(f"[sweeplab] {tag}: {reason}; stopping (the trial it was training will be retried)",
               file=sys.stderr, flush=True)
         tuner.abandon_trial(reason)
         writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
         os._exit(EXIT_ORACLE_LOST)
 
-    heartbeat(oracle_address, token, tuner_id, every_s=oracle_cfg.lease_s / 6, give_up_s=oracle_cfg.wait_s,
-              on_loss=lost)
+    oracle_access.heartbeat(oracle_address, token, tuner_id, every_s=cfg.tuner.oracle.lease_s / 6,
+                            give_up_s=wait_s, on_loss=lost, tls=tls)
     try:
         tuning.search(tuner, cfg, dataset)
     except KeyboardInterrupt:
         return 130
     except grpc.RpcError as err:  # Keras Tuner's own call to the oracle
-        lost(oracle_trouble(err, oracle_address, oracle_cfg.wait_s))
+        if not oracle_access.lease_expired(err):
+            lost(oracle_access.oracle_trouble(err, oracle_address, wait_s))
+        # The chief failed this tuner's runs and handed its trial on when the lease expired.
+        print(f"[sweeplab] {tag}: {oracle_access.oracle_trouble(err, oracle_address, wait_s)}", file=sys.stderr,
+              flush=True)
+        return _REJOIN
     return 0
 
 
@@ -100,8 +131,9 @@ def main(config_file: str) -> int:
     _die_with_parent()
     from omegaconf import OmegaConf
 
+    from sweeplab.config.schema import ORACLE_CERT_ENV
     from sweeplab.config.validation import validate
-    from sweeplab.search.oracle_access import ENV_TOKEN
+    from sweeplab.search.oracle_access import ENV_TOKEN, Tls
     from sweeplab.search.tensorflow_import import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -111,7 +143,10 @@ def main(config_file: str) -> int:
     cfg.tracking.uri = os.environ[ENV_TRACKING_URI]
     tuner_id = os.environ["KERASTUNER_TUNER_ID"]
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    return train_trials(cfg, os.environ[ENV_PARENT], address, os.environ[ENV_TOKEN], tuner_id, name=tuner_id)
+    cert = os.environ.get(ORACLE_CERT_ENV)
+    tls = Tls(open(cert, "rb").read(), os.environ.get(ENV_ORACLE_NAME)) if cert else None
+    return train_trials(cfg, os.environ[ENV_PARENT], address, os.environ[ENV_TOKEN], tuner_id, name=tuner_id,
+                        tls=tls)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ PACKING = "sweeplab.packing"
 PACK = "sweeplab.pack"
 # host:port of a search's oracle, where agents join it.
 ORACLE = "sweeplab.oracle"
+# The oracle's TLS certificate among the search run's artifacts, or "none" (agents trust it).
+ORACLE_CERT = "sweeplab.oracle_cert"
 SEARCH_KEY = "sweeplab.search_key"
 OVERRIDES = "sweeplab.overrides"
 METHOD = "sweeplab.ensemble_method"

@@ -1,0 +1,302 @@
+"""The oracle's gates and its hand-overs, with real gRPC servers and clients on 127.0.0.1:
+the token, the lease, TLS, the token file's mode, a waiting worker's pace, and what a
+hand-over does to the store (a real MLflow store, or one that does not answer)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from certs import self_signed
+from conftest import free_port
+from processes import env, until
+
+TOKEN = "the-search-token"
+
+
+def _oracle(tmp_path: Path, kind: str = "random"):
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Choice("units", [4])
+    oracles = {"random": kt.oracles.RandomSearchOracle, "grid": kt.oracles.GridSearchOracle}
+    oracle = oracles[kind](objective="val_loss", max_trials=3, hyperparameters=hp)
+    oracle._set_project_dir(str(tmp_path), f"oracle-{kind}")  # where Keras Tuner saves each trial
+    return oracle
+
+
+def _serve(oracle, tls: tuple[Path, Path] | None = None):
+    """(server, access, port): `oracle` served as the chief serves it, over TLS with `tls`."""
+    from sweeplab.config.schema import OracleConfig
+    from sweeplab.search import chief
+    from sweeplab.search.oracle_access import Access
+
+    access = Access(TOKEN)
+    cert, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
+    server, _servicer, port = chief._start_server(oracle, OracleConfig(tls_cert=cert, tls_key=key), access, 1)
+    return server, access, port
+
+
+def _stub(port: int, tuner_id: str = "worker0", token: str = TOKEN, tls=None):
+    from keras_tuner.src import protos
+
+    from sweeplab.search.oracle_access import channel
+
+    return protos.get_service_grpc().OracleStub(channel(f"127.0.0.1:{port}", token, tuner_id, 10, tls))
+
+
+def _space_request():
+    from keras_tuner.src import protos
+
+    return protos.get_service().GetSpaceRequest()
+
+
+# --- the token file -------------------------------------------------------------------------
+
+# In a process that may create files but not write a byte into them: what mode does the file have
+# between its creation and its content? (No window where another user could open it.)
+_WRITE_NOTHING = """
+import resource, signal, sys
+from pathlib import Path
+from sweeplab.search.chief import write_private
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
+try:
+    write_private(Path(sys.argv[1]), "secret")
+except OSError as err:
+    print("write refused:", err.strerror)
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new file", "world-readable file there before"])
+def test_the_token_file_is_private_from_its_creation_on(tmp_path, existing):
+    token_file = tmp_path / "oracle.token"
+    if existing:
+        token_file.write_text("old")
+        token_file.chmod(0o644)
+    result = subprocess.run([sys.executable, "-c", _WRITE_NOTHING, str(token_file)], env=env(), capture_output=True,
+                            text=True, timeout=60)
+    assert "write refused: File too large" in result.stdout, result.stderr
+    assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_token_file_holds_the_token(tmp_path):
+    from sweeplab.search.chief import write_private
+
+    write_private(tmp_path / "oracle.token", "secret")
+    assert (tmp_path / "oracle.token").read_text() == "secret"
+    assert (tmp_path / "oracle.token").stat().st_mode & 0o777 == 0o600
+
+
+# --- the gates: token, lease ------------------------------------------------------------------
+
+
+def test_a_wrong_or_missing_token_is_refused_and_the_chief_says_so(tmp_path, capfd):
+    oracle = _oracle(tmp_path)
+    server, _access, port = _serve(oracle)
+    try:
+        for token in ("a-guess", ""):
+            with pytest.raises(grpc.RpcError) as refused:
+                _stub(port, token=token).GetSpace(_space_request(), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "missing or wrong token" in refused.value.details()
+    finally:
+        server.stop(grace=None)
+    printed = capfd.readouterr().err
+    assert printed.count("oracle: refused /keras_tuner.Oracle/GetSpace: missing or wrong token") == 2
+
+
+def test_a_tuner_past_its_lease_is_refused_and_its_finish_guard_says_so(tmp_path, capfd):
+    from sweeplab.search.oracle_access import lease_expired, lease_guard
+
+    oracle = _oracle(tmp_path)
+    server, access, port = _serve(oracle)
+    try:
+        guard = lease_guard(f"127.0.0.1:{port}", TOKEN, "agent-stalled", 10)
+        assert guard() is None  # heard from: the lease holds
+        until(lambda: access.silent_for(0.1) == ["agent-stalled"], 30, "the lease to expire")
+        with pytest.raises(grpc.RpcError) as refused:
+            _stub(port, "agent-stalled").GetSpace(_space_request(), timeout=10)
+        assert lease_expired(refused.value)
+        assert "lease expired" in guard()
+        _stub(port, "agent-rejoined").GetSpace(_space_request(), timeout=10)  # a fresh tuner id is served
+    finally:
+        server.stop(grace=None)
+    assert "refused /keras_tuner.Oracle/GetSpace from agent-stalled: lease expired" in capfd.readouterr().err
+
+
+def test_a_chief_that_does_not_answer_fails_the_finish_guard(tmp_path):
+    from sweeplab.search.oracle_access import lease_guard
+
+    guard = lease_guard(f"127.0.0.1:{free_port()}", TOKEN, "agent-x", 2)
+    assert "has not answered for 2 s" in guard()
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+def test_over_tls_only_a_client_that_trusts_the_certificate_is_served(tmp_path):
+    from sweeplab.search.oracle_access import Tls
+
+    cert, key = self_signed(tmp_path, "127.0.0.1")
+    stranger, _ = self_signed(tmp_path, "127.0.0.1", name="stranger")
+    server, _access, port = _serve(_oracle(tmp_path), tls=(cert, key))
+    try:
+        _stub(port, tls=Tls(cert.read_bytes())).GetSpace(_space_request(), timeout=10)
+        # A local worker connects by 127.0.0.1 to a certificate that names another address.
+        named, named_key = self_signed(tmp_path, "10.1.2.3", name="named")
+        other, _access2, other_port = _serve(_oracle(tmp_path), tls=(named, named_key))
+        try:
+            _stub(other_port, tls=Tls(named.read_bytes(), name="10.1.2.3")).GetSpace(_space_request(), timeout=10)
+        finally:
+            other.stop(grace=None)
+        untrusting = {"in clear": _stub(port), "the system's roots": _system_roots_stub(port),
+                      "another certificate": _stub(port, tls=Tls(stranger.read_bytes()))}
+        for what, stub in untrusting.items():
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.GetSpace(_space_request(), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, what
+    finally:
+        server.stop(grace=None)
+
+
+def _system_roots_stub(port: int):
+    from keras_tuner.src import protos
+
+    from sweeplab.search.oracle_access import _Identify
+
+    secure = grpc.secure_channel(f"127.0.0.1:{port}", grpc.ssl_channel_credentials())
+    return protos.get_service_grpc().OracleStub(grpc.intercept_channel(secure, _Identify(TOKEN, "worker0", 5)))
+
+
+# --- a waiting worker's pace -----------------------------------------------------------------
+
+
+def test_a_worker_told_to_wait_asks_again_at_a_bounded_pace(tmp_path, monkeypatch):
+    """Keras Tuner's own search loop, as a distributed worker, while the grid's last trial trains
+    elsewhere: the oracle answers IDLE, and the worker must not ask again in a busy loop."""
+    import keras
+    import keras_tuner as kt
+    import numpy as np
+    from keras_tuner.src.distribute import oracle_client
+    from keras_tuner.src.engine import trial as trial_module
+
+    from sweeplab.search.oracle_access import identify_keras_tuner_clients
+
+    oracle = _oracle(tmp_path, "grid")
+    asked = []
+    create_trial = oracle.create_trial
+    oracle.create_trial = lambda tuner_id: (asked.append(time.monotonic()), create_trial(tuner_id))[1]
+    server, _access, port = _serve(oracle)
+    held = create_trial("worker-elsewhere")  # the grid's only trial, trained by another worker
+    monkeypatch.setattr(oracle_client, "OracleClient", oracle_client.OracleClient)  # restored afterwards
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker-waiting")
+    identify_keras_tuner_clients(TOKEN, "worker-waiting", wait_s=10)
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(hp.Choice("units", [4]))])
+        model.compile(loss="mse")
+        return model
+
+    tuner = kt.GridSearch(build, objective="val_loss", directory=str(tmp_path), project_name="waiting")
+    x = np.zeros((8, 2))
+    searching = threading.Thread(target=tuner.search, args=(x, x[:, :1]), kwargs=dict(validation_data=(x, x[:, :1]),
+                                                                                         epochs=1, verbose=0))
+    try:
+        searching.start()
+        until(lambda: asked, 60, "the waiting worker's first ask")
+        started = time.monotonic()
+        until(lambda: time.monotonic() - started > 3, 30, "three seconds of waiting")
+        window = time.monotonic() - started
+        calls = len([t for t in asked if t >= started])
+        held.status = trial_module.TrialStatus.FAILED  # the trial elsewhere ends; the grid is done
+        oracle.end_trial(held)
+        searching.join(60)
+        assert not searching.is_alive(), "the worker did not stop once the grid was done"
+    finally:
+        server.stop(grace=None)
+    assert 1 <= calls <= window / 0.5 + 2, f"{calls} CreateTrial calls in {window:.1f} s"
+
+
+# --- hand-overs and the store ------------------------------------------------------------------
+
+
+def _search_with_runs(tmp_path: Path, workers: list[str]):
+    """A real search run in a SQLite store and, per worker tag, a RUNNING run of trial 0."""
+    from mlflow import MlflowClient
+
+    from sweeplab.tracking.runs import SearchRun, TrialRun
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("handover")
+    parent = client.create_run(experiment_id, tags={"sweeplab.role": "search"})
+    search = SearchRun.attach(client, experiment_id, parent.info.run_id)
+    runs = {w: TrialRun(search, "0", "mlp", {"units": 4}, worker=w).run_id for w in workers}
+    return client, search, runs
+
+
+def test_a_hand_over_fails_only_the_lost_tuners_runs(tmp_path, capsys):
+    from sweeplab.search.chief import _hand_over
+
+    lost, owner = "agent-0a1b2c@host:1", "agent-3d4e5f@host:1"
+    client, search, runs = _search_with_runs(tmp_path, [lost, owner])
+    oracle = _oracle(tmp_path)
+    trial = oracle.create_trial("agent-0a1b2c")
+    _hand_over(oracle, "agent-0a1b2c", search, lease_s=5)
+    assert oracle._retry_queue == [trial.trial_id] and "agent-0a1b2c" not in oracle.ongoing_trials
+    assert client.get_run(runs[lost]).info.status == "FAILED"
+    assert "agent lost: agent-0a1b2c" in client.get_run(runs[lost]).data.tags["sweeplab.failure"]
+    assert client.get_run(runs[owner]).info.status == "RUNNING"  # the new owner's run goes on
+
+
+def test_a_store_error_during_a_hand_over_is_retried_then_reported_and_the_search_goes_on(tmp_path, monkeypatch,
+                                                                                        capsys):
+    from mlflow import MlflowClient
+
+    from sweeplab.search.chief import _hand_over
+    from sweeplab.tracking.runs import SearchRun
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    # A tracking server that is down: MLflow's client raises MlflowException (INTERNAL_ERROR).
+    search = SearchRun.attach(MlflowClient(f"http://127.0.0.1:{free_port()}"), "1", "0" * 32)
+    oracle = _oracle(tmp_path)
+    trial = oracle.create_trial("worker1")
+    _hand_over(oracle, "worker1", search, lease_s=5)
+    assert oracle._retry_queue == [trial.trial_id]  # the trial goes to another all the same
+    printed = capsys.readouterr().out
+    assert re.search(r"could not mark worker1's runs FAILED \(MlflowException: .+\); the search goes on", printed)
+
+
+# --- a search over TLS, with a real chief and agent --------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_search_over_tls_is_trained_by_an_agent_that_trusts_its_certificate(tmp_path, processes):
+    from mlflow import MlflowClient
+
+    from test_agents import assert_every_trial_finished_once, printed_agent_command, start_agent, start_chief
+
+    cert, key = self_signed(tmp_path, "127.0.0.1")
+    chief = start_chief(tmp_path, processes, "trainer.epochs=1", "tuner.pack=2", f"tuner.oracle.tls_cert={cert}",
+                        f"tuner.oracle.tls_key={key}")
+    command = printed_agent_command(chief)
+    assert "oracle calls use TLS" in chief.output() and "not encrypted" not in chief.output()
+    agent = start_agent(command, tmp_path, processes, "agent")  # the certificate from the search run
+    assert chief.wait() == 0, chief.output()[-3000:]
+    assert agent.wait(60) == 0, agent.output()[-3000:]
+    assert "(TLS)" in agent.output()
+    finished = assert_every_trial_finished_once(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    search_id = finished[0].data.tags["mlflow.parentRunId"]
+    logged = client.download_artifacts(search_id, "oracle-cert.pem", str(tmp_path))
+    assert Path(logged).read_bytes() == cert.read_bytes()
