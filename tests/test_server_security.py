@@ -41,7 +41,7 @@ def start(tmp_path: Path, processes: list, db: str, *args: str, port: int | None
     server = Process(command, tmp_path, tmp_path / log,
                      extra_env={"DB_URI": db, "ARTIFACTS": str(tmp_path / "server-artifacts"), **(extra_env or {})})
     processes.append(server)
-    found = until(lambda: re.search(r"ready\n  tracking URI: (\S+)", server.output()), 120, "the server to be ready",
+    found = until(lambda: re.search(r"ready\n  tracking URI: (\S+)", server.output()), 300, "the server to be ready",
                   server)
     return server, found.group(1)
 
@@ -248,4 +248,24 @@ def test_a_login_store_left_in_artifacts_by_an_earlier_release_moves_out_of_reac
     store = login_store(tmp_path / "state", str(artifacts))
     assert store == tmp_path / "state" / "basic_auth.db" and store.read_bytes() == b"the users"
     assert not (artifacts / "basic_auth.db").exists() and (store.parent.stat().st_mode & 0o777) == 0o700
-    assert "moved the login store" in capsys.readouterr().out
+    assert "change every user's password" in capsys.readouterr().out
+    # A second copy (the store exists already; ARTIFACTS as a file: URI) is moved out too, not left served.
+    (artifacts / "basic_auth.db").write_bytes(b"an old copy")
+    assert login_store(tmp_path / "state", artifacts.as_uri()) == store and store.read_bytes() == b"the users"
+    assert not (artifacts / "basic_auth.db").exists()
+    assert [p.read_bytes() for p in store.parent.glob("basic_auth.db.old-*")] == [b"an old copy"]
+
+
+def test_a_state_folder_of_another_user_is_refused(tmp_path):
+    from sweeplab.errors import TrackingError
+    from sweeplab.tracking.server import check_state_dir, login_store
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    os.chown(shared, 65534, 65534)  # nobody's, as /tmp is root's for a user
+    with pytest.raises(TrackingError, match="SERVER_STATE: .* belongs to another user"):
+        login_store(shared, str(tmp_path / "artifacts"))
+    assert (shared.stat().st_mode & 0o7777) == 0o1777  # its mode untouched
+    with pytest.raises(TrackingError, match="inside ARTIFACTS"):
+        check_state_dir(tmp_path / "artifacts" / "state", (tmp_path / "artifacts").as_uri())

@@ -35,7 +35,7 @@ def start_server(tmp_path: Path, processes: list, db_uri: str, *args: str, extra
     server = Process(command, tmp_path, tmp_path / log,
                      extra_env={"DB_URI": db_uri, "ARTIFACTS": str(tmp_path / "server-artifacts"), **(extra_env or {})})
     processes.append(server)
-    until(lambda: "MLflow tracking server ready" in server.output(), 120, "the server to be ready", server)
+    until(lambda: "MLflow tracking server ready" in server.output(), 300, "the server to be ready", server)
     return server, f"http://127.0.0.1:{port}"
 
 

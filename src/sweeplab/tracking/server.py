@@ -131,7 +131,8 @@ def check_port(host: str, port: int) -> None:
 def check_state_dir(state: Path, artifacts: str) -> None:
     if "\n" in str(state) or "\r" in str(state):
         raise TrackingError(f"SERVER_STATE: expected a folder name without line breaks, got {str(state)!r}")
-    if "://" not in artifacts and state.resolve().is_relative_to(Path(artifacts).resolve()):
+    folder = _local_folder(artifacts)
+    if folder is not None and state.resolve().is_relative_to(folder.resolve()):
         raise TrackingError(f"SERVER_STATE: {str(state)!r} is inside ARTIFACTS ({artifacts}), which the server "
                             "serves; expected a folder outside it")
 
@@ -176,17 +177,31 @@ def login_store(state: Path, artifacts: str) -> Path:
     """The login store, in a folder only this user may enter. A file, not a database beside DB_URI: it
     needs no PostgreSQL rights and works with any DB_URI; the folder is never served."""
     state.mkdir(parents=True, exist_ok=True)
+    if state.stat().st_uid != os.getuid():
+        raise TrackingError(f"SERVER_STATE: {str(state)!r} belongs to another user; expected a folder of this "
+                            "user's, for the server's login store")
     state.chmod(0o700)
     store = state / LOGIN_STORE
     # Earlier releases kept it in ARTIFACTS (where every user could download it), or mlruns/.
-    old = (Path(artifacts) if "://" not in artifacts else Path("mlruns")) / LOGIN_STORE
-    if old.is_file() and not store.exists():
-        shutil.move(old, store)
-        print(f"[sweeplab] moved the login store out of the served folder: {old} -> {store}", flush=True)
-    elif old.is_file():
-        print(f"[sweeplab] warning: {old} is an old copy of the login store (users' password hashes): delete it",
-              flush=True)
+    old = (_local_folder(artifacts) or Path("mlruns")) / LOGIN_STORE
+    if old.is_file():
+        # Never left where the server serves it: the current store, or a copy kept beside it.
+        moved = store if not store.exists() else state / f"{LOGIN_STORE}.old-{int(time.time())}"
+        shutil.move(old, moved)
+        print(f"[sweeplab] moved a login store out of the served folder: {old} -> {moved}. Earlier releases let "
+              "every logged-in user download it: change every user's password", flush=True)
     return store
+
+
+def _local_folder(artifacts: str) -> Path | None:
+    """ARTIFACTS as a folder of this machine (a path or a file: URI), else None."""
+    if "://" not in artifacts:
+        return Path(artifacts)
+    if artifacts.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(artifacts).path))
+    return None
 
 
 def set_admin_password(store: Path, username: str, password: str) -> bool:
@@ -280,7 +295,9 @@ def with_auth(env: dict, private: Path, store: Path, password: str) -> list[str]
     if set_admin_password(store, username, password):
         print(f"[sweeplab] the admin password of '{username}' was updated", flush=True)
     env.update({"MLFLOW_AUTH_CONFIG_PATH": str(auth_config(private, store)),
-                "MLFLOW_AUTH_ADMIN_USERNAME": username, "MLFLOW_AUTH_ADMIN_PASSWORD": password})
+                "MLFLOW_AUTH_ADMIN_USERNAME": username, "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+                # Routes without a permission check of their own are refused (MLflow's default; never inherited off).
+                "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true"})
     # The login form's CSRF protection signs with it; one secret for all of this server's workers.
     env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
     return ["--app-name", "basic-auth"]
