@@ -32,12 +32,14 @@ TRIALS = 4
 # killed or stopped mid-trial is.
 SLOW_TRIALS = ("tuner.max_trials=2", "tuner.pack=1", "trainer.batch_size=4", "trainer.steps_per_execution=1",
                "trainer.epochs=30", "trainer.early_stopping.enabled=false")
-# Trials of a few seconds, one at a time: two agents that start together both get some.
+# Trials of a few seconds, one at a time, for two agents that each wait, stopped, while the other
+# starts (`start_two_agents_that_both_train`): a lease that outlasts the other's start.
 SHARED_TRIALS = ("tuner.pack=1", "trainer.epochs=4", "trainer.batch_size=8", "trainer.steps_per_execution=1",
-                 "trainer.early_stopping.enabled=false")
-# A short lease, so that a stalled process loses its trial within seconds; shorter trials than
-# SLOW_TRIALS (a stopped process is stopped whatever the trial's length).
-SHORT_LEASE = ("tuner.oracle.lease_s=5", "tuner.oracle.wait_s=3")
+                 "trainer.early_stopping.enabled=false", "tuner.oracle.lease_s=300", "tuner.oracle.wait_s=60")
+# A short lease, so that a stalled process loses its trial within seconds, yet one that a healthy
+# process keeps on a loaded machine; shorter trials than SLOW_TRIALS (a stopped process is stopped
+# whatever the trial's length).
+SHORT_LEASE = ("tuner.oracle.lease_s=15", "tuner.oracle.wait_s=8")
 STALLED_TRIALS = ("tuner.max_trials=2", "tuner.pack=1", "trainer.batch_size=8", "trainer.steps_per_execution=1",
                   "trainer.epochs=8", "trainer.early_stopping.enabled=false")
 AGENT_TAG = r"agent-[0-9a-f]{6}@" + re.escape(socket.gethostname()) + r":(\d+)"
@@ -86,10 +88,30 @@ def trained_by(finished: list) -> Counter:
     return Counter(run.data.tags["sweeplab.worker"] for run in finished)
 
 
+def start_two_agents_that_both_train(start, running, *alive: Process) -> list[Process]:
+    """Two agents (`start(name)` starts one; `running()`: the RUNNING trial runs), each certain to
+    train a trial however loaded the machine: the first waits, stopped, until the second trains
+    one; the second then waits, stopped, until the first does."""
+    first = start("agent0")
+    os.killpg(first.proc.pid, signal.SIGSTOP)  # before it has even imported MLflow
+    second = start("agent1")
+    try:
+        (held,) = until(running, 300, "the second agent's trial", second, *alive)
+        os.killpg(second.proc.pid, signal.SIGSTOP)
+        os.killpg(first.proc.pid, signal.SIGCONT)
+        until(lambda: [r for r in running() if r.info.run_id != held.info.run_id], 300, "the first agent's trial",
+              first, *alive)
+    finally:
+        for agent in (first, second):
+            os.killpg(agent.proc.pid, signal.SIGCONT)
+    return [first, second]
+
+
 def test_a_search_without_local_workers_is_trained_by_two_agents(tmp_path, processes):
     chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
     command = printed_agent_command(chief)
-    agents = [start_agent(command, tmp_path, processes, f"agent{i}") for i in range(2)]
+    agents = start_two_agents_that_both_train(lambda name: start_agent(command, tmp_path, processes, name),
+                                              lambda: trial_runs(tmp_path, "RUNNING"), chief)
     assert chief.wait() == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
@@ -109,7 +131,8 @@ def test_two_agents_with_one_host_name_and_process_id_train_as_two(tmp_path, pro
     chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
     command = printed_agent_command(chief)
     isolated = f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}"
-    agents = [start_agent(isolated, tmp_path, processes, f"agent{i}") for i in range(2)]
+    agents = start_two_agents_that_both_train(lambda name: start_agent(isolated, tmp_path, processes, name),
+                                              lambda: trial_runs(tmp_path, "RUNNING"), chief)
     assert chief.wait() == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
@@ -132,7 +155,7 @@ def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processe
     failed = until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == running[0].info.run_id],
                    60, "the lost trial's run to end FAILED", chief)
     assert "agent lost" in failed[0].data.tags["sweeplab.failure"]
-    assert time.monotonic() - lost_at < 30  # the 5 s lease, plus the chief's polling
+    assert time.monotonic() - lost_at < 60  # the 15 s lease, plus the chief's polling
 
     survivor = start_agent(command, tmp_path, processes, "survivor")
     assert chief.wait() == 0, chief.output()[-3000:]
@@ -144,7 +167,7 @@ def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processe
 
 def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_another(tmp_path, processes):
     """SIGSTOP mid-trial, past the lease: the trial goes to another agent; after SIGCONT the stalled
-    agent finishes training it, but its run ends FAILED, and the new owner's run FINISHED."""
+    agent stops training it, its run ends FAILED, and the new owner's run FINISHED."""
     chief = start_chief(tmp_path, processes, *STALLED_TRIALS, *SHORT_LEASE)
     command = printed_agent_command(chief)
     stalled = start_agent(command, tmp_path, processes, "stalled")
@@ -169,6 +192,10 @@ def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_anoth
     (retried,) = [r for r in finished if r.data.tags["sweeplab.trial_id"] == trial_id]
     assert retried.data.tags["sweeplab.worker"] != lost.data.tags["sweeplab.worker"]
     assert "lease expired" in stalled.output()
+    # It stopped at once, before its trial's last epoch (8), with why.
+    assert len(client.get_metric_history(lost.info.run_id, "loss")) < 8
+    assert "LeaseLostError" in client.get_run(lost.info.run_id).data.tags["sweeplab.failure"]
+    assert "stopping its trial" in stalled.output()
 
 
 def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(tmp_path, processes):

@@ -146,6 +146,31 @@ def test_bad_input_names_the_key_and_creates_no_run(make_config, store, override
     assert not (Path.cwd() / "state").exists()
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["another certificate's key", "an encrypted key"])
+def test_a_tls_key_that_is_not_the_certificates_names_the_key_and_creates_no_run(make_config, store, tmp_path,
+                                                                                 encrypted):
+    """gRPC would only fail to listen, which read as a busy port."""
+    from cryptography.hazmat.primitives import serialization
+
+    from certs import self_signed
+
+    cert, _key = self_signed(tmp_path, "127.0.0.1")
+    _other, key = self_signed(tmp_path, "127.0.0.1", name="other")
+    if encrypted:
+        own = serialization.load_pem_private_key(_key.read_bytes(), None)
+        key.write_bytes(own.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.BestAvailableEncryption(b"secret")))
+    cfg = make_config([*store["overrides"], "tuner.workers=0", f"tuner.oracle.tls_cert={cert}",
+                       f"tuner.oracle.tls_key={key}"])
+    with pytest.raises(ConfigError) as info:
+        run(cfg)
+    assert info.value.key == "tuner.oracle.tls_key"
+    expected = "an unencrypted PEM private key" if encrypted else "the private key"
+    assert f"expected {expected} of the certificate in tuner.oracle.tls_cert ({cert})" in str(info.value)
+    assert not (Path.cwd() / "mlruns").exists()
+    assert not (Path.cwd() / "state").exists()
+
+
 def _cli(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("MLFLOW_TRACKING_URI", None)

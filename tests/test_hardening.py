@@ -1,13 +1,16 @@
 """Hardening: no secret in anything logged or written, writes retried without
 duplicates, an oracle that answers only its own search, queries that never
 truncate, memory released between searches, a search identity that is an
-explicit allow-list, and what Keras Tuner scored with several executions."""
+explicit allow-list, and what Keras Tuner scored with several executions; a trial's run
+ended once (finished or failed, never both) and soon, whatever its store does."""
 
 from __future__ import annotations
 
 import gc
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,42 +67,208 @@ def test_a_password_in_the_tracking_uri_reaches_no_param_tag_artifact_or_file(po
 # --- retries ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def dropped(monkeypatch):
+    """What MLflow's HTTP client raises when a connection drops (a real one, to a closed port)."""
+    from mlflow.exceptions import MlflowException
+
+    from conftest import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(MlflowException) as raised:
+        MlflowClient(f"http://127.0.0.1:{free_port()}").log_metric("0" * 32, "loss", 1.0)
+    return raised.value
+
+
 class LosesTheFirstReply:
-    """A real client whose first create_run lands in the store but whose reply is lost."""
+    """A real client whose first `method` call lands in the store but whose reply is lost."""
 
-    def __init__(self, client):
-        self.client, self.lost = client, False
-
-    def create_run(self, *args, **kwargs):
-        made = self.client.create_run(*args, **kwargs)
-        if not self.lost:
-            self.lost = True
-            raise ConnectionError("connection reset by peer (after the server created the run)")
-        return made
+    def __init__(self, client, method: str, error: Exception):
+        self.client, self.method, self.error, self.lost = client, method, error, False
 
     def __getattr__(self, name):
-        return getattr(self.client, name)
+        call = getattr(self.client, name)
+        if name != self.method:
+            return call
+
+        def loses_the_reply(*args, **kwargs):
+            made = call(*args, **kwargs)
+            if not self.lost:
+                self.lost = True
+                raise self.error
+            return made
+
+        return loses_the_reply
 
 
-def test_a_retried_create_run_makes_one_run(store):
+def test_a_retried_create_run_makes_one_run(store, dropped):
     from sweeplab.tracking.store import RetryingClient
 
     raw = MlflowClient(store["uri"])
     experiment_id = raw.create_experiment("retries")
-    client = RetryingClient(LosesTheFirstReply(raw), first_wait_s=0.01)
+    client = RetryingClient(LosesTheFirstReply(raw, "create_run", dropped), first_wait_s=0.01)
     made = client.create_run(experiment_id, run_name="once", tags={"sweeplab.role": "trial"})
     assert client.raw.lost
     runs = raw.search_runs([experiment_id])
     assert [r.info.run_id for r in runs] == [made.info.run_id]
 
 
+def test_a_retried_create_logged_model_makes_one_model(store, dropped):
+    from sweeplab.tracking.store import RetryingClient
+
+    raw = MlflowClient(store["uri"])
+    experiment_id = raw.create_experiment("retries")
+    client = RetryingClient(LosesTheFirstReply(raw, "create_logged_model", dropped), first_wait_s=0.01)
+    made = client.create_logged_model(experiment_id, name="model", model_type="keras")
+    assert client.raw.lost
+    assert [m.model_id for m in raw.search_logged_models([experiment_id])] == [made.model_id]
+
+
+def test_a_retried_log_outputs_links_the_model_once(store, dropped):
+    from mlflow.entities import LoggedModelOutput
+
+    from sweeplab.tracking.store import RetryingClient
+
+    raw = MlflowClient(store["uri"])
+    experiment_id = raw.create_experiment("retries")
+    run_id = raw.create_run(experiment_id).info.run_id
+    model_id = raw.create_logged_model(experiment_id, name="model").model_id
+    client = RetryingClient(LosesTheFirstReply(raw, "log_outputs", dropped), first_wait_s=0.01)
+    client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+    assert client.raw.lost
+    assert [o.model_id for o in raw.get_run(run_id).outputs.model_outputs] == [model_id]
+
+
+def test_a_retried_log_inputs_links_each_data_set_once(store, make_config, dropped):
+    from sweeplab.config.validation import validate
+    from sweeplab.data import datasets
+    from sweeplab.tracking.lineage import log_dataset_inputs, split_datasets
+    from sweeplab.tracking.store import RetryingClient
+
+    cfg = validate(make_config([]))
+    raw = MlflowClient(store["uri"])
+    experiment_id = raw.create_experiment("retries")
+    run_id = raw.create_run(experiment_id).info.run_id
+    client = RetryingClient(LosesTheFirstReply(raw, "log_inputs", dropped), first_wait_s=0.01)
+    log_dataset_inputs(client, run_id, split_datasets(datasets.load(cfg.data, cfg.seed)))
+    assert client.raw.lost
+    contexts = [i.tags[0].value for i in raw.get_run(run_id).inputs.dataset_inputs]
+    assert sorted(contexts) == ["test", "training", "validation"]
+
+
 def test_writes_that_could_duplicate_are_not_retried_blindly():
     from sweeplab.tracking.store import RetryingClient
 
-    # Creating a logged model or logging inputs twice makes two: neither is in the blind-retry set.
-    assert not {"create_run", "create_logged_model", "log_inputs", "log_outputs", "create_model_version"} & (
+    # Sent twice, each of these makes two or is refused: each is retried only after a look-up.
+    assert not {"create_run", "create_logged_model", "log_outputs", "create_model_version"} & (
         RetryingClient.IDEMPOTENT_WRITES
     )
+
+
+# --- runs that end once, and soon --------------------------------------------------------
+
+
+def trial_runs_of(uri: str, client=None, count: int = 1) -> list:
+    """`count` trial runs of a new search in the store at `uri`, written through `client`."""
+    from sweeplab.tracking.runs import SearchRun, TrialRun
+
+    raw = MlflowClient(uri)
+    experiment_id = raw.create_experiment("ends")
+    search = SearchRun.attach(client or raw, experiment_id, raw.create_run(experiment_id).info.run_id)
+    return [TrialRun(search, str(i), "mlp", {"units": 16}) for i in range(count)]
+
+
+class HoldsTheFinish:
+    """A real client whose set_terminated(FINISHED) waits until released, as a slow store's would."""
+
+    def __init__(self, client):
+        self.client, self.waiting, self.release = client, threading.Event(), threading.Event()
+
+    def set_terminated(self, run_id, status=None, **kwargs):
+        if status == "FINISHED":
+            self.waiting.set()
+            self.release.wait(120)
+        return self.client.set_terminated(run_id, status, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_run_failed_while_it_is_being_finished_ends_once(store):
+    """The heartbeat's thread abandons a trial while the writer thread writes its FINISHED:
+    the first to start ending the run ends it; the other writes nothing."""
+    client = HoldsTheFinish(MlflowClient(store["uri"]))
+    (trial,) = trial_runs_of(store["uri"], client)
+    finishing = threading.Thread(target=trial.finish)
+    finishing.start()
+    assert client.waiting.wait(120)
+    trial.fail("the chief is gone (test)")
+    client.release.set()
+    finishing.join(120)
+    ended = MlflowClient(store["uri"]).get_run(trial.run_id)
+    assert ended.info.status == "FINISHED" and "sweeplab.failure" not in ended.data.tags
+
+
+class RefusesParams:
+    """A real client whose params never land (a store gone right after the run was created)."""
+
+    def __init__(self, client, error: Exception):
+        self.client, self.error = client, error
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        if params:
+            raise self.error
+        return self.client.log_batch(run_id, metrics, params, tags)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_trial_run_that_cannot_be_set_up_ends_failed_not_running(store, dropped):
+    from sweeplab.tracking.store import RetryingClient
+
+    client = RetryingClient(RefusesParams(MlflowClient(store["uri"]), dropped), budget_s=0)
+    with pytest.raises(type(dropped)):
+        trial_runs_of(store["uri"], client)
+    raw = MlflowClient(store["uri"])
+    (made,) = raw.search_runs([raw.get_experiment_by_name("ends").experiment_id], "tags.`sweeplab.role` = 'trial'")
+    assert made.info.status == "FAILED"
+    assert made.data.tags["sweeplab.failure"].startswith(
+        "its parameters or data sets could not be logged: MlflowException: API request to http://127.0.0.1")
+
+
+def test_abandoning_a_pack_takes_seconds_even_with_the_store_down_and_the_writer_stuck(store, monkeypatch):
+    """A worker that lost its chief ends every run it trains before it exits: each gets a short
+    budget, all at once, none waits for the writer thread (stuck behind a store that hangs)."""
+    from conftest import free_port
+    from sweeplab.search.tuning import ABANDON_S, TrackedTrials
+    from sweeplab.tracking import writer
+    from sweeplab.tracking.store import RetryingClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    runs = trial_runs_of(store["uri"], count=8)
+    down = RetryingClient(MlflowClient(f"http://127.0.0.1:{free_port()}"), budget_s=150)
+    for run in runs[4:]:
+        run.client = down  # the store these runs write to has gone away
+    stuck = threading.Event()
+    for run in runs:
+        run.epochs.pending.append(writer.submit(stuck.wait, 300))
+    tuner = TrackedTrials.__new__(TrackedTrials)
+    tuner.training_runs = runs
+    started = time.monotonic()
+    abandoning = threading.Thread(target=tuner.abandon_trial, args=("the chief is gone (test)",), daemon=True)
+    abandoning.start()
+    abandoning.join(120)
+    took = time.monotonic() - started
+    stuck.set()
+    assert not abandoning.is_alive() and took < ABANDON_S + 5, took
+    raw = MlflowClient(store["uri"])
+    for run in runs[:4]:
+        ended = raw.get_run(run.run_id)
+        assert ended.info.status == "FAILED" and ended.data.tags["sweeplab.failure"] == "the chief is gone (test)"
+    search = runs[0].search
+    assert sorted(search.unclosed) == ["4", "5", "6", "7"]
+    assert "API request to http://127.0.0.1" in search.unclosed["4"]
 
 
 def test_trial_queries_page_through_every_run(store):

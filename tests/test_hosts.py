@@ -69,8 +69,10 @@ def in_namespace(hosts: dict, name: str, *command: str) -> list[str]:
     return ["ip", "netns", "exec", hosts[f"ns:{name}"], *command]
 
 
-def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts, tmp_path, processes, postgres):
+def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts, tmp_path, processes, postgres,
+                                                                        monkeypatch):
     from conftest import free_port
+    from test_agents import start_two_agents_that_both_train
 
     port = free_port()
     server = Process([sys.executable, "-m", "sweeplab.tracking.server", "--host", hosts["server"], "--port", str(port)],
@@ -86,37 +88,40 @@ def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts,
     chief = Process(in_namespace(hosts, "chief", sys.executable, "-m", "sweeplab", "tracking=server",
                                  f"tracking.uri={uri}", "tuner.workers=0", f"tuner.oracle.host={hosts['chief']}",
                                  f"tuner.oracle.tls_cert={cert}", f"tuner.oracle.tls_key={key}",
-                                 # One trial at a time, a few seconds each: both agents get some.
+                                 # One trial at a time, a few seconds each; a lease that outlasts an agent's
+                                 # wait, stopped, while the other starts.
                                  "tuner.max_trials=4", "tuner.pack=1", "trainer.epochs=4", "trainer.batch_size=8",
-                                 "trainer.early_stopping.enabled=false", "trainer.verbose=0", "ensemble=none"),
+                                 "trainer.early_stopping.enabled=false", "trainer.verbose=0", "ensemble=none",
+                                 "tuner.oracle.lease_s=300", "tuner.oracle.wait_s=60"),
                     tmp_path / "chief", tmp_path / "chief.log", extra_env=LOGIN)
     processes.append(chief)
     found = until(lambda: re.search(r"python -m sweeplab\.agent (\w+) --tracking-uri (\S+)", chief.output()), 120,
                   "the agent command", chief)
     run_id = found.group(1)
     assert "oracle calls use TLS" in chief.output()
-    agents = []
-    for name in ("agent0", "agent1"):
+    for key, value in LOGIN.items():
+        if key.startswith("MLFLOW_"):
+            monkeypatch.setenv(key, value)
+    client = MlflowClient(uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+
+    def start(name: str) -> Process:
         (tmp_path / name).mkdir()
         # No certificate given: the agent trusts the one the search logged on its run.
-        agents.append(Process(in_namespace(hosts, name, sys.executable, "-m", "sweeplab.agent", run_id,
-                                           "--tracking-uri", uri),
-                              tmp_path / name, tmp_path / f"{name}.log", extra_env=LOGIN))
-    processes.extend(agents)
+        agent = Process(in_namespace(hosts, name, sys.executable, "-m", "sweeplab.agent", run_id, "--tracking-uri", uri),
+                        tmp_path / name, tmp_path / f"{name}.log", extra_env=LOGIN)
+        processes.append(agent)
+        return agent
+
+    agents = start_two_agents_that_both_train(
+        start, lambda: client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial' and attributes.status = "
+                                          "'RUNNING'"), chief)
     assert chief.wait(300) == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
-
-    os.environ.update({k: v for k, v in LOGIN.items() if k.startswith("MLFLOW_")})
-    try:
-        client = MlflowClient(uri)
-        search = client.get_run(run_id)
-        assert search.data.tags["sweeplab.oracle"].startswith(f"{hosts['chief']}:")
-        trials = client.search_runs([search.info.experiment_id], "tags.`sweeplab.role` = 'trial'")
-    finally:
-        for key in LOGIN:
-            if key.startswith("MLFLOW_"):
-                os.environ.pop(key, None)
+    search = client.get_run(run_id)
+    assert search.data.tags["sweeplab.oracle"].startswith(f"{hosts['chief']}:")
+    trials = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial'")
     finished = [t for t in trials if t.info.status == "FINISHED"]
     assert sorted(t.data.tags["sweeplab.trial_id"] for t in finished) == ["0", "1", "2", "3"]
     # Each namespace is its own host to the agents' processes, but they share this machine's name: the tag

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -163,17 +164,18 @@ def test_a_branch_that_cannot_be_built_fails_alone(tmp_path, make_config, monkey
     assert "cannot make 2 layers" in failed.data.tags["sweeplab.failure"]
 
 
-TRAINS_BADLY_FAMILY = """
+BADLY_FAMILY = """
 import keras
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 
 from sweeplab.models import mlp
 from sweeplab.models.mlp import *  # the mlp family's schema and rules
 
 
-class TrainsBadly(keras.layers.Layer):
+class Badly(keras.layers.Layer):
     def call(self, x, training=None):
-        if training:
-            raise ValueError("this layer cannot train")
+        if {when}:
+            raise ValueError({message!r})
         return x
 
 
@@ -181,33 +183,60 @@ def build(values, dataset, cfg):
     model = mlp.build(values, dataset, cfg)
     if values["layers"] != 2:
         return model
-    return keras.Model(model.inputs, keras.tree.map_structure(TrainsBadly(), model.outputs))
+    return keras.Model(model.inputs, keras.tree.map_structure(Badly(), model.outputs))
 """
 
 
-def test_a_branch_whose_training_step_raises_fails_alone(tmp_path, make_config, monkeypatch, capsys):
-    """A model that builds but raises in training (only for layers=2): unpacked, Keras Tuner
-    fails that trial; packed, the branch is left out of the pack's step and the other trains."""
+def search_badly(tmp_path, make_config, monkeypatch, when: str, message: str, pack: int = 2):
+    """A grid of two trials whose model (only for layers=2) raises `message` when `when` holds."""
     from sweeplab.models import FAMILIES
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "trains_badly.py").write_text(TRAINS_BADLY_FAMILY)
+    module = f"badly_{uuid.uuid4().hex}"  # a module of its own: Python keeps the first one imported
+    (tmp_path / f"{module}.py").write_text(BADLY_FAMILY.format(when=when, message=message))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(FAMILIES, "mlp", "trains_badly")
-    uri, result = search(tmp_path, make_config, "trains_badly", "tuner=grid", "tuner.max_trials=2", "tuner.pack=2",
-                         "model.space.learning_rate=0.01", "model.space.layers=1",
-                         "model.space.layers={type: choice, values: [1, 2], default: 1}",
-                         "model.space.units=16", "model.space.dropout=0.0", "model.space.batch_norm=none",
-                         "model.space.activation=relu", "model.space.initializer=glorot_uniform")
+    monkeypatch.setitem(FAMILIES, "mlp", module)
+    return search(tmp_path, make_config, "badly", "tuner=grid", "tuner.max_trials=2", f"tuner.pack={pack}",
+                  "model.space.learning_rate=0.01", "model.space.layers=1",
+                  "model.space.layers={type: choice, values: [1, 2], default: 1}",
+                  "model.space.units=16", "model.space.dropout=0.0", "model.space.batch_norm=none",
+                  "model.space.activation=relu", "model.space.initializer=glorot_uniform")
+
+
+# Evaluation: not while Keras builds the model (symbolically), only when it evaluates it.
+@pytest.mark.parametrize("when, step", [("training", "training"),
+                                        ("training is False and not in_symbolic_scope()", "evaluation")])
+def test_a_branch_whose_step_raises_fails_alone(tmp_path, make_config, monkeypatch, capsys, when, step):
+    """A model that builds but raises in training or in evaluation (only for layers=2): unpacked,
+    Keras Tuner fails that trial; packed, the branch is left out of the pack's step, the failure
+    says which step, and the other branch trains."""
+    uri, result = search_badly(tmp_path, make_config, monkeypatch, when, f"this layer cannot do {step}")
     assert (result.finished, result.failed) == (1, 1)
     (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
     assert failed.data.params["layers"] == "2"
-    assert failed.data.tags["sweeplab.failure"] == "its training step failed: this layer cannot train"
+    assert failed.data.tags["sweeplab.failure"] == f"its {step} step failed: this layer cannot do {step}"
     (finished,) = trials_by_id(uri, result.experiment_id).values()
     assert finished.data.metrics["epochs_trained"] == 2 and "test_accuracy" in finished.data.metrics
     out = capsys.readouterr().out
-    assert f"trial {failed.data.tags['sweeplab.trial_id']} failed: its training step failed" in out
+    assert f"trial {failed.data.tags['sweeplab.trial_id']} failed: its {step} step failed" in out
     assert "trial(s) failed" in out
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_a_password_in_a_failure_reason_is_masked_where_it_is_stored_and_printed(tmp_path, make_config, monkeypatch,
+                                                                                capsys, pack):
+    """A trial's error may quote a URI with its password (a store's, a data source's)."""
+    uri, result = search_badly(tmp_path, make_config, monkeypatch, "training",
+                               "cannot reach postgresql://bob:pw123@127.0.0.1:5432/db", pack)
+    assert (result.finished, result.failed) == (1, 1)
+    (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
+    assert "cannot reach postgresql://bob:***@127.0.0.1:5432/db" in failed.data.tags["sweeplab.failure"]
+    # sweeplab's own output (Keras Tuner prints the traceback on stderr, the line that raised included).
+    out = capsys.readouterr().out
+    trial_id = failed.data.tags["sweeplab.trial_id"]
+    summary = [line for line in out.splitlines() if line.startswith(f"  trial {trial_id}: ")]
+    assert summary and "cannot reach postgresql://bob:***@127.0.0.1:5432/db" in summary[0], out[-3000:]
+    assert "pw123" not in out
 
 
 def test_hyperband_packs_a_bracket_and_goes_on_from_its_checkpoints(tmp_path, make_config, monkeypatch):
@@ -303,7 +332,7 @@ def test_an_agent_that_loses_its_chief_fails_every_run_of_its_pack(tmp_path, pro
     run of the pack FAILED with the reason (not only one trial's, nor none)."""
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     chief = Process([sys.executable, "-m", "sweeplab", "tuner.workers=0", "tuner.max_trials=2", "tuner.pack=2",
-                     "trainer.batch_size=4", "trainer.steps_per_execution=1", "trainer.epochs=30",
+                     "trainer.batch_size=4", "trainer.steps_per_execution=1", "trainer.epochs=1000",
                      "trainer.early_stopping.enabled=false", "tuner.oracle.wait_s=4", "trainer.verbose=0",
                      "ensemble=none", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"],
                     tmp_path, tmp_path / "chief.log")

@@ -459,31 +459,32 @@ def test_a_trial_whose_run_the_store_refuses_to_close_is_said_and_counted(store,
     from sweeplab.app import run
 
     client = client_for(store["uri"])
-    deleted: list[str] = []
+    deleted: list[tuple[str, str]] = []  # (run id, trial id)
 
-    def delete_the_first_trial_run_once_it_trains():
+    def delete_a_trial_run_once_it_trains():
         deadline = time.monotonic() + 300
         while not deleted and time.monotonic() < deadline:
             try:
                 for trial in runs_of(client, "trial", "RUNNING"):
                     if client.get_metric_history(trial.info.run_id, "loss"):
                         client.delete_run(trial.info.run_id)
-                        deleted.append(trial.info.run_id)
+                        deleted.append((trial.info.run_id, trial.data.tags["sweeplab.trial_id"]))
                         return
             except Exception:  # the store may be mid-write
                 pass
             time.sleep(0.2)
 
-    deleter = threading.Thread(target=delete_the_first_trial_run_once_it_trains, daemon=True)
+    deleter = threading.Thread(target=delete_a_trial_run_once_it_trains, daemon=True)
     deleter.start()
     result = run(make_config([*store["overrides"], *FIXED, *SLOW_TRIALS]))  # one trial at a time, 15 epochs
     deleter.join()
-    (run_id,) = deleted
+    # Whichever trial was training when the thread looked (the first may have finished already).
+    ((run_id, trial_id),) = deleted
     out = capsys.readouterr().out
-    assert f"trial 0: could not mark its run {run_id} FAILED" in out
+    assert f"trial {trial_id}: could not mark its run {run_id} FAILED" in out
     assert "must be in the 'active' state" in out
     assert (result.finished, result.failed) == (1, 1)
-    assert "trial 0: trained, but its record did not land" in out
+    assert f"trial {trial_id}: trained, but its record did not land" in out
     assert client.get_run(result.parent_run_id).data.metrics["trials_failed"] == 1
 
 

@@ -8,7 +8,10 @@ oracle for trials, trains them and logs them under the search's run until the
 oracle says the search is done. The oracle's token comes from
 SWEEPLAB_ORACLE_TOKEN (the search prints the command with it). An oracle that
 serves TLS is trusted by its certificate alone: the one logged on the search
-run (`oracle-cert.pem`), or `--oracle-cert` / SWEEPLAB_ORACLE_CERT.
+run (`oracle-cert.pem`), or `--oracle-cert` / SWEEPLAB_ORACLE_CERT. Whoever may
+edit the search run could replace that certificate: `--oracle-cert-sha256` /
+SWEEPLAB_ORACLE_CERT_SHA256 (in the command the search prints) pins it, and an
+agent never falls back to a clear oracle for a search configured with TLS.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import argparse
 import os
 import sys
 
-from sweeplab.config.schema import ORACLE_CERT_ENV, ORACLE_TOKEN_ENV
+from sweeplab.config.schema import ORACLE_CERT_ENV, ORACLE_CERT_SHA256_ENV, ORACLE_TOKEN_ENV
 
 EXIT_USAGE = 2
 
@@ -36,12 +39,20 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get(ORACLE_CERT_ENV),
         help=f"the oracle's TLS certificate (default: ${ORACLE_CERT_ENV}, else the one logged on the search run)",
     )
+    p.add_argument(
+        "--oracle-cert-sha256",
+        metavar="HEX",
+        default=os.environ.get(ORACLE_CERT_SHA256_ENV),
+        help=f"refuse an oracle certificate with another SHA-256 (default: ${ORACLE_CERT_SHA256_ENV}; the search "
+             "prints it in the agent command)",
+    )
     return p
 
 
-def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str | None = None):
+def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str | None = None,
+                  pin: str | None = None):
     """(validated config, oracle address, `oracle_access.Tls` or None) of a running search, or a
-    SweeplabError saying why not."""
+    SweeplabError saying why not. `pin`: the SHA-256 (hex) the oracle's certificate must have."""
     import tempfile
 
     from omegaconf import OmegaConf
@@ -49,7 +60,7 @@ def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str |
     from sweeplab.config.validation import validate
     from sweeplab.errors import TrackingError
     from sweeplab.tracking.store import display_uri, open_run
-    from sweeplab.tracking.tags import ORACLE, ROLE
+    from sweeplab.tracking.tags import ORACLE, ORACLE_CERT, ROLE
 
     client, uri, run = open_run(tracking_uri, search_run_id)
     if run.data.tags.get(ROLE) != "search":
@@ -63,10 +74,17 @@ def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str |
                             "(or > 1) for agents to join")
     with tempfile.TemporaryDirectory() as tmp:
         raw = OmegaConf.load(client.download_artifacts(search_run_id, "config.yaml", tmp))
+        configured_tls = bool(raw.tuner.oracle.tls_cert)
         # The chief's certificate and key files are on its machine; the agent needs neither.
         raw.tuner.oracle.tls_cert = raw.tuner.oracle.tls_key = None
         cfg = validate(raw)
         tls = _oracle_tls(client, run, cert_file, tmp)
+    if tls is None and (configured_tls or pin):
+        raise TrackingError(f"search run {search_run_id} says its oracle serves no TLS (tag {ORACLE_CERT}), but "
+                            f"{'this agent pins a certificate' if pin else 'its config sets tuner.oracle.tls_cert'}: "
+                            "refusing to send the token in clear (was the run edited?)")
+    if pin:
+        _check_pin(tls.cert, pin, cert_file or f"the certificate logged on search run {search_run_id}")
     # The logged config holds the store's URI with its password masked: use the agent's own.
     cfg.tracking.uri = uri
     print(f"[sweeplab] agent joining search {run.info.run_name} ({search_run_id}) in {display_uri(uri)}, "
@@ -92,6 +110,16 @@ def _oracle_tls(client, run, cert_file: str | None, tmp: str):
         return Tls(cert.read())
 
 
+def _check_pin(cert: bytes, pin: str, source: str) -> None:
+    from sweeplab.errors import TrackingError
+    from sweeplab.search.oracle_access import cert_sha256
+
+    expected = pin.replace(":", "").lower()
+    if cert_sha256(cert) != expected:
+        raise TrackingError(f"{source}: its SHA-256 is {cert_sha256(cert) or 'none (not a certificate)'}, not the "
+                            f"pinned {expected} (--oracle-cert-sha256): refusing to send the token to that oracle")
+
+
 def main(argv: list[str] | None = None) -> int:
     from sweeplab.errors import SweeplabError
 
@@ -102,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
               "command that does)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert)
+        cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert,
+                                          args.oracle_cert_sha256)
         from sweeplab.search.worker import new_tuner_id, train_trials
 
         tuner_id = new_tuner_id("agent")

@@ -1,4 +1,5 @@
-"""Errors with meaning: what the user must fix, found before any training."""
+"""Errors with meaning: what the user must fix, found before any training; and any error told
+in one line that is safe to print or store (passwords masked)."""
 
 import re
 
@@ -33,6 +34,28 @@ class EnsembleError(SweeplabError):
 
 class SearchStoppedError(SweeplabError):
     """Keras Tuner stopped a search after too many consecutive failed trials."""
+
+
+# scheme://user:PASSWORD@ anywhere in a text (a URI alone, an override, an error message).
+_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
+def redact(text: str) -> str:
+    """The text (a URI, or anything holding URIs) with every password replaced, safe to print or log."""
+    return _PASSWORD.sub(r"\g<keep>***@", text)
+
+
+def describe(err: BaseException) -> str:
+    """Why `err` happened, in one line safe to print, tag or log (see `one_line`)."""
+    return one_line(f"{type(err).__name__}: {err}")
+
+
+def one_line(message: str) -> str:
+    """An error's text or a traceback as one line safe to print, tag or log: its last meaningful
+    line, passwords masked (a store's error names its URI), without the bold and the call
+    arguments Keras adds to an error raised in a layer."""
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message.split("Arguments received by")[0])
+    return short_reason(redact(message))
 
 
 def short_reason(message: str) -> str:

@@ -44,6 +44,8 @@ class DataConfig:
 ORACLE_TOKEN_ENV = "SWEEPLAB_ORACLE_TOKEN"
 # The oracle's TLS certificate for workers and agents (a file), when not taken from the search run.
 ORACLE_CERT_ENV = "SWEEPLAB_ORACLE_CERT"
+# The SHA-256 an agent requires of the oracle's certificate (the search prints it in the agent command).
+ORACLE_CERT_SHA256_ENV = "SWEEPLAB_ORACLE_CERT_SHA256"
 
 
 @dataclass

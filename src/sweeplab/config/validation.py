@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import ssl
 import typing
 from typing import Any
 
@@ -161,6 +162,21 @@ def _check_tls(oracle: OracleConfig) -> None:
             raise ConfigError(f"tuner.oracle.{key}", path, f"{what} file this user can read ({err.strerror})") from None
         if f"{marker}-----" not in text:  # -----BEGIN [RSA |EC ]PRIVATE KEY-----, -----BEGIN CERTIFICATE-----
             raise ConfigError(f"tuner.oracle.{key}", path, f"{what} file (-----BEGIN {marker}-----)")
+    if given:
+        _check_tls_pair(oracle.tls_cert, oracle.tls_key)
+
+
+def _check_tls_pair(cert: str, key: str) -> None:
+    """The key is the certificate's, unencrypted (gRPC would only fail to listen, as if the port were busy)."""
+    try:
+        # No password: an encrypted key fails here instead of prompting for one.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as err:
+        if "KEY_VALUES_MISMATCH" in str(err):
+            raise ConfigError("tuner.oracle.tls_key", key,
+                              f"the private key of the certificate in tuner.oracle.tls_cert ({cert})") from None
+        raise ConfigError("tuner.oracle.tls_key", key,
+                          f"an unencrypted PEM private key of the certificate in tuner.oracle.tls_cert ({cert})") from None
 
 
 def _check_trainer(trainer: TrainerConfig) -> None:

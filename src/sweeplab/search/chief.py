@@ -80,8 +80,7 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
         reminded = time.monotonic()
         while not _done(tuner.oracle, servicer, procs, access):
             time.sleep(_POLL_S)
-            for tuner_id in access.silent_for(oracle_cfg.lease_s):
-                _hand_over(tuner.oracle, tuner_id, search_run, oracle_cfg.lease_s)
+            reap(tuner.oracle, access, search_run, oracle_cfg.lease_s)
             if not access.last_seen and time.monotonic() - reminded > _REMIND_S:
                 print(f"[sweeplab] waiting for agents (none is training); join with:\n  {joining}", flush=True)
                 reminded = time.monotonic()
@@ -142,14 +141,16 @@ def _publish(search_run, oracle_cfg, address: str) -> None:
     from sweeplab.tracking.tags import ORACLE, ORACLE_CERT
 
     client = search_run.client
-    client.set_tag(search_run.run_id, ORACLE, address)
+    # The certificate first: an agent that finds the address finds how to trust it.
     if oracle_cfg.tls_cert:
         client.log_text(search_run.run_id, Path(oracle_cfg.tls_cert).read_text(), CERT_ARTIFACT)
         client.set_tag(search_run.run_id, ORACLE_CERT, CERT_ARTIFACT)
+        client.set_tag(search_run.run_id, ORACLE, address)
         print(f"[sweeplab] oracle calls use TLS; agents read its certificate from the search run ({CERT_ARTIFACT})",
               flush=True)
         return
     client.set_tag(search_run.run_id, ORACLE_CERT, "none")
+    client.set_tag(search_run.run_id, ORACLE, address)
     if not is_loopback(oracle_cfg.host):
         print(f"[sweeplab] WARNING: the oracle at {address} is not encrypted: the oracle token and every trial "
               "cross the network in clear; set tuner.oracle.tls_cert and tuner.oracle.tls_key", flush=True)
@@ -157,14 +158,16 @@ def _publish(search_run, oracle_cfg, address: str) -> None:
 
 def _worker_env(cfg, search_run, token: str, address: str, port: int) -> dict:
     """The environment of a local worker: where the oracle and the store are, and their secrets."""
-    from sweeplab.config.schema import ORACLE_CERT_ENV
+    from sweeplab.config.schema import ORACLE_CERT_ENV, ORACLE_CERT_SHA256_ENV
     from sweeplab.search.oracle_access import ENV_TOKEN
     from sweeplab.tracking.store import resolve_uri
 
     oracle_cfg = cfg.tuner.oracle
     host = address.rsplit(":", 1)[0]
+    # A certificate exported for agents must not make a worker of an oracle in clear try TLS.
+    tls_vars = (ORACLE_CERT_ENV, ORACLE_CERT_SHA256_ENV, ENV_ORACLE_NAME)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in tls_vars},
         "KERASTUNER_ORACLE_IP": "127.0.0.1" if _listens_on_loopback(oracle_cfg.host) else host,
         "KERASTUNER_ORACLE_PORT": str(port),
         ENV_PARENT: search_run.run_id,
@@ -179,7 +182,7 @@ def _worker_env(cfg, search_run, token: str, address: str, port: int) -> dict:
 
 def agent_command(search_run, cfg, token: str, project_dir: Path) -> str:
     """The command that joins this search from another machine (or this one)."""
-    from sweeplab.search.oracle_access import ENV_TOKEN
+    from sweeplab.search.oracle_access import ENV_TOKEN, cert_sha256
     from sweeplab.tracking.store import display_uri, resolve_uri
 
     if os.environ.get(ENV_TOKEN):
@@ -190,7 +193,11 @@ def agent_command(search_run, cfg, token: str, project_dir: Path) -> str:
         write_private(token_file, token)
         token_part = f'{ENV_TOKEN}="$(cat {shlex.quote(str(token_file.resolve()))})"'
     uri = display_uri(resolve_uri(cfg.tracking.uri))
-    return f"{token_part} python -m sweeplab.agent {search_run.run_id} --tracking-uri {shlex.quote(uri)}"
+    command = f"{token_part} python -m sweeplab.agent {search_run.run_id} --tracking-uri {shlex.quote(uri)}"
+    if cfg.tuner.oracle.tls_cert:
+        # Pinned: whoever may edit the search run cannot swap the certificate agents trust.
+        command += f" --oracle-cert-sha256 {cert_sha256(Path(cfg.tuner.oracle.tls_cert).read_bytes())}"
+    return command
 
 
 def write_private(path: Path, text: str) -> None:
@@ -224,12 +231,22 @@ def _done(oracle, servicer, procs: list, access) -> bool:
     return bool(procs) and all(proc.poll() is not None for proc in procs) and not access.last_seen
 
 
+def reap(oracle, access, search_run, lease_s: float) -> None:
+    """Hands over the trials of tuners silent for the lease, and again those of every tuner whose
+    lease expired: a call that passed the gate just before may run after its hand-over."""
+    access.silent_for(lease_s)
+    for tuner_id in list(access.expired):
+        _hand_over(oracle, tuner_id, search_run, lease_s)
+
+
 def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
     """A worker or agent lost (no call or heartbeat for the lease): its trial goes back in the
-    queue, first served to the next one that asks, and its runs end FAILED."""
+    queue, first served to the next one that asks, and its runs end FAILED. Nothing to do (and
+    no store call) for a tuner that holds nothing."""
     from keras_tuner.src.engine import oracle as oracle_module
 
     from sweeplab.errors import short_reason
+    from sweeplab.tracking.tags import WORKER
 
     def its_own(key: str) -> bool:  # the tuner's id, or one of its pack's slots (tuner.pack)
         return key == tuner_id or key.startswith(f"{tuner_id}-pack")
@@ -245,28 +262,19 @@ def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
         return
     reason = f"agent lost: {tuner_id} stopped answering for {lease_s:g} s; the trial goes to another"
     print(f"[sweeplab] trial(s) {', '.join(sorted(t.trial_id for t in lost))}: {reason}", flush=True)
+
+    def owned(run) -> bool:  # tag sweeplab.worker is `<tuner id>@host:pid`; another's run of the trial goes on
+        return run.data.tags.get(WORKER, "").partition("@")[0] == tuner_id
+
     for attempt in range(_STORE_TRIES):
         try:
-            return _fail_runs_of(search_run, tuner_id, reason)
+            return search_run.fail_running_trials(reason, owned)
         except Exception as err:  # the store: MlflowException, or its database's own errors
             trouble = f"{type(err).__name__}: {err}"
             if attempt + 1 < _STORE_TRIES:
                 time.sleep(attempt + 1)
     print(f"[sweeplab] could not mark {tuner_id}'s runs FAILED ({short_reason(trouble)}); the search goes on "
           "(a resumed search marks them)", flush=True)
-
-
-def _fail_runs_of(search_run, tuner_id: str, reason: str) -> None:
-    """The RUNNING trial runs of `tuner_id` (tag sweeplab.worker `<tuner id>@host:pid`) end FAILED;
-    another tuner's run of the same trial is left alone."""
-    from sweeplab.tracking.queries import trial_runs
-    from sweeplab.tracking.tags import FAILURE, WORKER
-
-    client = search_run.client
-    for run in trial_runs(client, search_run.experiment_id, search_run.run_id, status="RUNNING"):
-        if run.data.tags.get(WORKER, "").partition("@")[0] == tuner_id:
-            client.set_tag(run.info.run_id, FAILURE, reason)
-            client.set_terminated(run.info.run_id, "FAILED")
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

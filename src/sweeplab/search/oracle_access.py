@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import hmac
 import os
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -34,6 +36,8 @@ _TUNER_KEY = "x-sweeplab-tuner-id"
 LEASE_EXPIRED = "lease expired, trial handed to another"
 # A tuner the oracle told to wait (IDLE: trials still running elsewhere) asks again after this long.
 IDLE_WAIT_S = 0.5
+# The longest a heartbeat waits for one answer: a loaded chief may be slow, not gone.
+_BEAT_CALL_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +60,15 @@ def search_token(host: str) -> str:
     return secrets.token_urlsafe(32)
 
 
+def cert_sha256(pem: bytes) -> str | None:
+    """The SHA-256 of a PEM certificate's DER bytes, in hex (as `openssl x509 -fingerprint -sha256`
+    prints it, without colons); None for a file that holds no certificate."""
+    try:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))).hexdigest()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 class Access(grpc.ServerInterceptor):
     """Lets a call through only with the search's token and a tuner whose lease holds;
     records when each tuner was last heard from."""
@@ -67,7 +80,7 @@ class Access(grpc.ServerInterceptor):
         self._lock = threading.Lock()
 
         def refuse(request, context):
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sweeplab oracle: missing or wrong token")
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sweeplab oracle: missing or wrong token or tuner id")
 
         def expired(request, context):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"sweeplab oracle: {LEASE_EXPIRED}")
@@ -82,13 +95,16 @@ class Access(grpc.ServerInterceptor):
                   file=sys.stderr, flush=True)
             return self._refused
         tuner_id = metadata.get(_TUNER_KEY)
+        if not tuner_id:  # a call without a tuner could not be refused once its lease expired
+            print(f"[sweeplab] oracle: refused {handler_call_details.method}: no tuner id", file=sys.stderr,
+                  flush=True)
+            return self._refused
         with self._lock:
             if tuner_id in self.expired:
                 print(f"[sweeplab] oracle: refused {handler_call_details.method} from {tuner_id}: {LEASE_EXPIRED}",
                       file=sys.stderr, flush=True)
                 return self._expired
-            if tuner_id:
-                self.last_seen[tuner_id] = time.monotonic()
+            self.last_seen[tuner_id] = time.monotonic()
         return continuation(handler_call_details)
 
     def silent_for(self, seconds: float) -> list[str]:
@@ -135,14 +151,22 @@ def channel(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls | N
     return grpc.intercept_channel(raw, _Identify(token, tuner_id, wait_s))
 
 
+# Keras Tuner's own OracleClient, kept at the first replacement: a rejoin subclasses it, not our last one.
+_keras_tuner_client = None
+
+
 def identify_keras_tuner_clients(token: str, tuner_id: str, wait_s: float, tls: Tls | None = None) -> None:
     """Every OracleClient Keras Tuner makes in this process sends `token` and `tuner_id`
     (it builds its own channel, from KERASTUNER_ORACLE_IP and _PORT), over TLS with `tls`."""
+    global _keras_tuner_client
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_client
     from keras_tuner.src.engine.trial import TrialStatus
 
-    class IdentifiedOracleClient(oracle_client.OracleClient):
+    if _keras_tuner_client is None:
+        _keras_tuner_client = oracle_client.OracleClient
+
+    class IdentifiedOracleClient(_keras_tuner_client):
         def __init__(self, oracle):
             super().__init__(oracle)
             address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
@@ -173,45 +197,57 @@ def oracle_trouble(err, address: str, wait_s: float) -> str:
     return f"the search's oracle at {address} has not answered for {wait_s:g} s ({err.code().name})"
 
 
-def lease_guard(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls | None = None):
-    """A function that asks the chief whether this tuner still holds its lease: None when it
-    does, else why not (refused, or no answer within `wait_s`)."""
+def _ask_space(address: str, token: str, tuner_id: str, tls: Tls | None):
+    """A function that asks the oracle for its search space within `timeout` s: the cheapest
+    call that tells the chief this tuner is alive, and this tuner whether its lease holds."""
     from keras_tuner.src import protos
 
-    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, wait_s, tls))
+    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, float("inf"), tls))
     request = protos.get_service().GetSpaceRequest()
+    return lambda timeout: stub.GetSpace(request, timeout=timeout)
+
+
+def lease_guard(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls | None = None):
+    """A function that asks the chief whether this tuner still holds its lease: None when it
+    does, else why not. Only a refusal (lease expired, wrong token) says no at once; other
+    errors (a blip, a busy chief) are asked again until `wait_s` has passed."""
+    ask = _ask_space(address, token, tuner_id, tls)
 
     def check() -> str | None:
-        try:
-            stub.GetSpace(request, timeout=wait_s)
-        except grpc.RpcError as err:
-            return oracle_trouble(err, address, wait_s)
-        return None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                ask(max(0.1, deadline - time.monotonic()))
+                return None
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.PERMISSION_DENIED or time.monotonic() >= deadline:
+                    return oracle_trouble(err, address, wait_s)
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     return check
 
 
 def heartbeat(address: str, token: str, tuner_id: str, every_s: float, give_up_s: float, on_loss,
-              tls: Tls | None = None) -> None:
+              on_expired=lambda: None, tls: Tls | None = None) -> None:
     """In a daemon thread: tell the chief this tuner is alive every `every_s`; call
     `on_loss(reason)` when the chief refuses the token or has not answered for `give_up_s`
-    (stopped or killed). A refusal for an expired lease only stops the beat: the tuner's
-    next call is refused too, and its caller rejoins under a new tuner id."""
-    from keras_tuner.src import protos
-
-    stub = protos.get_service_grpc().OracleStub(channel(address, token, tuner_id, every_s, tls))
-    request = protos.get_service().GetSpaceRequest()
+    (stopped or killed), `on_expired()` when it refused this tuner for an expired lease (the
+    tuner's next call is refused too, and its caller rejoins under a new tuner id)."""
+    ask = _ask_space(address, token, tuner_id, tls)
 
     def beat():
-        answered = time.monotonic()
+        answered, failures = time.monotonic(), 0
         while True:
             try:
-                stub.GetSpace(request, timeout=every_s)
-                answered = time.monotonic()
+                ask(min(give_up_s, max(every_s, _BEAT_CALL_S)))
+                answered, failures = time.monotonic(), 0
             except grpc.RpcError as err:
                 if lease_expired(err):
-                    return None
-                if err.code() == grpc.StatusCode.PERMISSION_DENIED or time.monotonic() - answered > give_up_s:
+                    return on_expired()
+                failures += 1
+                # Two failures in a row: one call cut short by this process's own stall is no loss.
+                gone = failures > 1 and time.monotonic() - answered > give_up_s
+                if err.code() == grpc.StatusCode.PERMISSION_DENIED or gone:
                     return on_loss(oracle_trouble(err, address, give_up_s))
             time.sleep(every_s)
 

@@ -16,20 +16,17 @@ again: its MLflow run, final metrics, logged model and result to the oracle.
 from __future__ import annotations
 
 import math
-import re
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras_tuner.src.engine import trial as trial_module
 
-from sweeplab.errors import short_reason
+from sweeplab.errors import describe
 
 # Families whose models take the same flat batches and are cheap to fuse.
 DENSE_FAMILIES = {"mlp", "mlp_variant", "multi_output"}
 AUTO_PACK = 8
-_IDLE_WAIT_S = 0.5
 
 
 def why_not_packed(cfg, dataset) -> str | None:
@@ -61,11 +58,12 @@ class PackedModel(keras.Model):
         super().__init__()
         self.branches = branches
         self.active = keras.Variable(np.ones(len(branches), "int32"), dtype="int32", trainable=False, name="active")
-        # on_error(index, error): a branch whose step raised while it was traced; it is left out of the graph.
+        # on_error(index, step, error): a branch whose "training" or "evaluation" step raised while it was
+        # traced; it is left out of the graph.
         self.on_error = on_error
         self.failed: set[int] = set()
 
-    def _each_branch(self, step_of):
+    def _each_branch(self, step: str, step_of):
         """{log name: value} after `step_of(index, branch)` for every branch; one that raises while traced
         (its model's own code) is reported and left out, the others go on."""
         logs = {}
@@ -76,7 +74,7 @@ class PackedModel(keras.Model):
                 step_of(index, branch)
             except Exception as err:
                 self.failed.add(index)
-                self.on_error(index, err)
+                self.on_error(index, step, err)
                 continue
             logs.update({f"b{index}_{k}": v for k, v in branch.get_metrics_result().items()})
         return logs
@@ -108,7 +106,7 @@ class PackedModel(keras.Model):
             # A stopped branch gets no update at all (Adam would move it even with zero gradients).
             tf.cond(self.active[index] > 0, step, lambda: tf.constant(False))
 
-        return self._each_branch(train)
+        return self._each_branch("training", train)
 
     def test_step(self, data):
         x, y = data[0], data[1]
@@ -119,7 +117,7 @@ class PackedModel(keras.Model):
             branch._loss_tracker.update_state(loss, sample_weight=self._batch_size(x))
             branch._compile_metrics.update_state(y, y_pred, None)
 
-        return self._each_branch(test)
+        return self._each_branch("evaluation", test)
 
 
 def branch_logs(logs: dict, index: int) -> dict:
@@ -204,8 +202,7 @@ def search_packed(tuner, cfg, size: int, train, val) -> None:
         if not asked:
             if stopped == len(slots):  # every slot has been told the search is over
                 return
-            time.sleep(_IDLE_WAIT_S)  # the oracle waits for trials running elsewhere
-            continue
+            continue  # the oracle waits for trials running elsewhere; its client paces the asks (oracle_access)
         # Hyperband: one fit per starting epoch (branches differ only in how long they go on).
         for start in sorted({b.initial_epoch for b in asked}):
             packs += 1
@@ -232,27 +229,23 @@ def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> Non
         finals = _final_metrics(packed, built, tuner)
         for branch in built:
             _record(branch, tuner, finals.get(branch))
+        # Every failed run closed before the oracle hears (it may end the search), and while
+        # abandon_trial can still find it.
+        for branch in branches:
+            if branch.failure is not None:
+                print(f"[sweeplab] trial {branch.trial.trial_id} failed: {branch.failure}", flush=True)
+                if branch.run is not None:
+                    branch.run.fail(branch.failure)
     except BaseException as err:  # Ctrl-C, or the oracle gone: no trial of the pack ends well
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         for branch in branches:
-            if branch.run is not None and not branch.recorded:
-                branch.run.fail(_reason(err), status)
+            if branch.run is not None and not branch.recorded:  # a branch's own failure (a NaN) says more
+                branch.run.fail(branch.failure or describe(err), "FAILED" if branch.failure else status)
         raise
     finally:
         tuner.training_runs = []
-    for branch in branches:  # every failed run closed before the oracle hears (it may end the search)
-        if branch.failure is not None:
-            print(f"[sweeplab] trial {branch.trial.trial_id} failed: {branch.failure}", flush=True)
-            if branch.run is not None:
-                branch.run.fail(branch.failure)
     for branch in branches:
         _report(branch, tuner)
-
-
-def _reason(err: BaseException) -> str:
-    # Keras appends the arguments of the layer call that raised, and bolds the message.
-    message = re.sub(r"\x1b\[[0-9;]*m", "", str(err).split("Arguments received by")[0])
-    return short_reason(f"{type(err).__name__}: {message}")
 
 
 def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
@@ -263,7 +256,7 @@ def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
     try:
         branch.run = tuner.new_trial_run(branch.trial, tags=tags)
     except Exception as err:
-        branch.fail(f"its MLflow run could not be created: {_reason(err)}")
+        branch.fail(f"its MLflow run could not be started: {describe(err)}")
         return
     tuner.training_runs.append(branch.run)
     try:
@@ -272,7 +265,7 @@ def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
         # Its metrics' variables now: created while tracing, TF would trace the pack's step twice.
         branch.model._symbolic_build(data_batch=train.element_spec)
     except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
-        branch.fail(_reason(err), trial_module.TrialStatus.INVALID)
+        branch.fail(describe(err), trial_module.TrialStatus.INVALID)
         return
     branch.best = BestEpochInMemory(tuner.oracle.objective, tuner._get_checkpoint_fname(branch.trial.trial_id))
     stopping = [c for c in training.callbacks(cfg.trainer) if isinstance(c, keras.callbacks.EarlyStopping)]
@@ -291,7 +284,7 @@ def _final_metrics(packed, built: list[Branch], tuner) -> dict:
             branch.best.restore_and_write(branch.model)
             utils.save_json(tuner._get_build_config_fname(branch.trial.trial_id), branch.model.get_build_config())
         except Exception as err:
-            branch.fail(f"its best epoch could not be restored: {_reason(err)}")
+            branch.fail(f"its best epoch could not be restored: {describe(err)}")
     done = [b for b in built if b.failure is None]
     if not done:
         return {}
@@ -303,7 +296,7 @@ def _final_metrics(packed, built: list[Branch], tuner) -> dict:
             try:
                 finals[branch] = tuner.final_metrics(branch.model)
             except Exception as err:
-                branch.fail(f"its evaluation failed: {_reason(err)}")
+                branch.fail(f"its evaluation failed: {describe(err)}")
         return finals
 
 
@@ -318,7 +311,7 @@ def _record(branch: Branch, tuner, final: dict | None) -> None:
         tuner.record_trial(branch.trial, branch.model, branch.run, final, executions=1,
                            scored=tuner.oracle.objective.get_value(branch.history[step]))
     except Exception as err:
-        branch.fail(_reason(err))
+        branch.fail(describe(err))
         return
     branch.recorded = True  # its run now ends on the writer thread
     tuner.training_runs.remove(branch.run)
@@ -346,22 +339,24 @@ def _fit(branches: list[Branch], cfg, train, val) -> PackedModel:
     """Train the branches together. One whose step raises while traced fails alone; an error
     the fused step raises while it runs names no branch: the branches still training fail
     with it, those already done are kept, and the search goes on."""
+    from sweeplab.search.tuning import StopWhenLeaseLost  # tuning imports this module
 
-    def failed(index: int, err: Exception) -> None:
-        branches[index].fail(f"its training step failed: {_reason(err)}")
+    def failed(index: int, step: str, err: Exception) -> None:
+        branches[index].fail(f"its {step} step failed: {describe(err)}")
 
     packed = PackedModel([b.model for b in branches], on_error=failed)
     packed.compile(optimizer=keras.optimizers.SGD(), steps_per_execution=cfg.trainer.steps_per_execution)
     try:
         packed.fit(
             train, validation_data=val, epochs=max(b.epochs for b in branches),
-            initial_epoch=branches[0].initial_epoch, callbacks=[PackMonitor(branches)], verbose=cfg.trainer.verbose,
+            initial_epoch=branches[0].initial_epoch, callbacks=[StopWhenLeaseLost(branches[0].tuner),
+                                                                PackMonitor(branches)], verbose=cfg.trainer.verbose,
             shuffle=False,
         )
     except Exception as err:
         for branch in branches:
             if branch.active:
-                branch.fail(f"the pack's training step failed: {_reason(err)}")
+                branch.fail(f"the pack's training step failed: {describe(err)}")
     return packed
 
 

@@ -10,6 +10,8 @@ logged with the curves and the model summary.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -19,13 +21,17 @@ import numpy as np
 from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
-from sweeplab.errors import short_reason
+from sweeplab.errors import describe, one_line, short_reason
 from sweeplab.search import graph_memory, packing, session, training
 from sweeplab.tracking import lineage, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
 
 # Under the search's folder: Keras Tuner writes each trial's TensorBoard logs to <trial id>/.
 TENSORBOARD = "tensorboard"
+# A process that lost its chief ends the runs it trains within ABANDON_S, all at once, each
+# write retried for ABANDON_WRITE_BUDGET_S: a store that is down holds it no longer.
+ABANDON_S = 20
+ABANDON_WRITE_BUDGET_S = 10
 
 TUNERS = {
     "random": kt.RandomSearch,
@@ -57,6 +63,8 @@ class TrackedTrials:
     # Asked on the writer thread right before a trial's run ends FINISHED: a reason not to
     # (a worker whose lease on the trial is gone) fails the run with it instead.
     finish_guard: Callable[[], str | None] | None = None
+    # Set from a worker's heartbeat thread once its lease is gone: why its trials stop training.
+    lease_lost: str | None = None
 
     def __init__(
         self, *args, search_run: SearchRun, dataset, family_name: str, log_models: bool, worker: str | None, **kwargs
@@ -95,7 +103,7 @@ class TrackedTrials:
                               scored)
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-            self._trial_run.fail(short_reason(f"{type(err).__name__}: {err}"), status)
+            self._trial_run.fail(describe(err), status)
             self._trial_run, self.training_runs = None, []
             raise
         self._trial_run, self.training_runs = None, []  # its run ends FINISHED on the writer thread
@@ -110,13 +118,18 @@ class TrackedTrials:
 
     def abandon_trial(self, reason: str) -> None:
         """From another thread, before this process stops: the runs of the trials it trains
-        (one, or every branch of a pack still training) end FAILED."""
-        for run in list(self.training_runs):
-            run.fail(reason)
+        (one, or every branch of a pack still training) end FAILED, within ABANDON_S."""
+        ends = [threading.Thread(target=run.abandon, args=(reason, ABANDON_WRITE_BUDGET_S), daemon=True)
+                for run in list(self.training_runs)]
+        deadline = time.monotonic() + ABANDON_S
+        for end in ends:
+            end.start()
+        for end in ends:
+            end.join(max(0.0, deadline - time.monotonic()))
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Added here, after Keras Tuner deep-copies the search's callbacks.
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), self._trial_run.epochs.callback()]
+        kwargs["callbacks"] = [StopWhenLeaseLost(self), *kwargs.get("callbacks", []), self._trial_run.epochs.callback()]
         if self.hypermodel.cfg.trainer.best_weights == "memory":
             kwargs["callbacks"] = [self._in_memory(c) for c in kwargs["callbacks"]]
         return super()._build_and_fit_model(trial, *args, **kwargs)
@@ -265,6 +278,24 @@ def trial_seed(seed: int, hp) -> int:
     return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
 
 
+class LeaseLostError(Exception):
+    """This worker's trials went to another while it stalled."""
+
+
+class StopWhenLeaseLost(keras.callbacks.Callback):
+    """Ends a trial's training at the end of the epoch in which `tuner.lease_lost` was set: no more
+    compute or epochs for a trial another process owns now. First of the callbacks, so the epoch's
+    checkpoint is not written either. (A batch hook would make Keras wait for every step.)"""
+
+    def __init__(self, tuner):
+        super().__init__()
+        self.tuner = tuner
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.tuner.lease_lost:
+            raise LeaseLostError(self.tuner.lease_lost)
+
+
 class BestEpochInMemory(SaveBestEpoch):
     """Keeps the best epoch's weights in memory instead of writing Keras Tuner's
     checkpoint at every improving epoch; the file is written once, at the end."""
@@ -366,7 +397,8 @@ def trial_failures(tuner, reasons: dict[str, str] | None = None, finished: set[s
     failures = []
     for t in tuner.oracle.trials.values():
         if t.status in ("FAILED", "INVALID"):
-            failures.append((t.trial_id, short_reason(t.message or reasons.get(t.trial_id, ""))))
+            # Keras Tuner's message is the traceback: a store's error in it names its URI.
+            failures.append((t.trial_id, one_line(t.message or reasons.get(t.trial_id, ""))))
         elif t.status == "COMPLETED" and finished is not None and t.trial_id not in finished:
             why = reasons.get(t.trial_id) or "its run was never closed"
             failures.append((t.trial_id, short_reason(f"trained, but its record did not land: {why}")))

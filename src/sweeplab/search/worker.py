@@ -61,7 +61,6 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
 
     from sweeplab.search import oracle_access, tuning
     from sweeplab.search.preparation import tuner_location
-    from sweeplab.tracking import writer
 
     host, port = oracle_address.rsplit(":", 1)
     # Keras Tuner's distributed mode reads these; a tuner id with "chief" in it would take the chief's part.
@@ -79,17 +78,7 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
         return EXIT_ORACLE_LOST
     # A trial whose lease went to another while it was written ends FAILED, not FINISHED a second time.
     tuner.finish_guard = oracle_access.lease_guard(oracle_address, token, tuner_id, wait_s, tls)
-
-    def lost(reason: str) -> None:
-        """The chief is gone or refused us: fail the trial's run, stop now."""
-        print(f"[sweeplab] {tag}: {reason}; stopping (the trial it was training will be retried)",
-              file=sys.stderr, flush=True)
-        tuner.abandon_trial(reason)
-        writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
-        os._exit(EXIT_ORACLE_LOST)
-
-    oracle_access.heartbeat(oracle_address, token, tuner_id, every_s=cfg.tuner.oracle.lease_s / 6,
-                            give_up_s=wait_s, on_loss=lost, tls=tls)
+    lost = _watch_lease(tuner, tag, tuner_id, cfg, oracle_address, token, tls)
     try:
         tuning.search(tuner, cfg, dataset)
     except KeyboardInterrupt:
@@ -102,6 +91,30 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
               flush=True)
         return _REJOIN
     return 0
+
+
+def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token: str, tls):
+    """Starts `tuner_id`'s heartbeat; returns what to do when the chief is gone or refused us."""
+    from sweeplab.search import oracle_access
+    from sweeplab.tracking import writer
+
+    def lost(reason: str) -> None:
+        """The chief is gone or refused us: fail the trial's run, stop now."""
+        print(f"[sweeplab] {tag}: {reason}; stopping (the trial it was training will be retried)",
+              file=sys.stderr, flush=True)
+        tuner.abandon_trial(reason)
+        writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
+        os._exit(EXIT_ORACLE_LOST)
+
+    def expired() -> None:
+        """The chief handed this tuner's trials to another: stop training them now (their runs end
+        FAILED), and rejoin once Keras Tuner's next call is refused."""
+        tuner.lease_lost = f"the oracle at {oracle_address} refused {tuner_id}: {oracle_access.LEASE_EXPIRED}"
+        print(f"[sweeplab] {tag}: {tuner.lease_lost}; stopping its trial", file=sys.stderr, flush=True)
+
+    oracle_access.heartbeat(oracle_address, token, tuner_id, every_s=cfg.tuner.oracle.lease_s / 6,
+                            give_up_s=cfg.tuner.oracle.wait_s, on_loss=lost, on_expired=expired, tls=tls)
+    return lost
 
 
 def _die_with_parent() -> None:

@@ -6,13 +6,15 @@ Everything goes through `MlflowClient` with explicit run ids, so no global
 
 from __future__ import annotations
 
-from sweeplab.errors import short_reason
+import threading
+
+from sweeplab.errors import describe
 from sweeplab.tracking import writer
 from sweeplab.tracking.batches import log_bytes, log_metrics, log_params
 from sweeplab.tracking.epochs import EpochLogger
 from sweeplab.tracking.lineage import log_dataset_inputs
 from sweeplab.tracking.queries import trial_runs
-from sweeplab.tracking.store import redact
+from sweeplab.tracking.store import RetryingClient, redact
 from sweeplab.tracking.tags import FAILURE, FAMILY, PARENT, ROLE, SEARCH_KEY, TRIAL_ID, WORKER
 
 
@@ -62,9 +64,14 @@ class SearchRun:
 
     def mark_interrupted_trials(self) -> None:
         """Trial runs left RUNNING by a crash are FAILED; Keras Tuner retries those trials."""
+        self.fail_running_trials("interrupted (the search stopped during this trial)")
+
+    def fail_running_trials(self, reason: str, owned=lambda run: True) -> None:
+        """The RUNNING trial runs for which `owned(run)` holds end FAILED, with `reason`."""
         for run in trial_runs(self.client, self.experiment_id, self.run_id, status="RUNNING"):
-            self.client.set_tag(run.info.run_id, FAILURE, "interrupted (the search stopped during this trial)")
-            self.client.set_terminated(run.info.run_id, "FAILED")
+            if owned(run):
+                self.client.set_tag(run.info.run_id, FAILURE, reason)
+                self.client.set_terminated(run.info.run_id, "FAILED")
 
     def end(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)
@@ -84,6 +91,7 @@ class TrialRun:
         self.client = search.client
         self.experiment_id = search.experiment_id
         self.ended: str | None = None  # the status this process ended the run with
+        self._ending = threading.Lock()  # the writer thread finishes it, a heartbeat's thread may abandon it
         self.datasets = datasets or {}
         self.model_id: str | None = None
         tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family, **(tags or {})}
@@ -91,10 +99,14 @@ class TrialRun:
             tags[WORKER] = worker
         run = self.client.create_run(search.experiment_id, run_name=f"trial-{trial_id}", tags=tags)
         self.run_id = run.info.run_id
-        log_params(self.client, self.run_id, {k: str(v) for k, v in values.items()})
-        if self.datasets:
-            log_dataset_inputs(self.client, self.run_id, self.datasets)
         self.epochs = EpochLogger(self.client, self.run_id)
+        try:
+            log_params(self.client, self.run_id, {k: str(v) for k, v in values.items()})
+            if self.datasets:
+                log_dataset_inputs(self.client, self.run_id, self.datasets)
+        except Exception as err:  # no one else holds the run yet: it must not stay RUNNING
+            self.fail(f"its parameters or data sets could not be logged: {describe(err)}")
+            raise
 
     def log_results(self, metrics: dict) -> None:
         """Final metrics, each linked to the logged model (if any) and to the split it was measured on."""
@@ -146,36 +158,57 @@ class TrialRun:
                     return
                 print(f"[sweeplab] trial {self.trial_id}: its run ends FAILED: {refused}", flush=True)
             except Exception as err:
-                refused = short_reason(redact(f"{type(err).__name__}: {err}"))
+                refused = describe(err)
                 print(f"[sweeplab] trial {self.trial_id}: its record did not land in MLflow ({refused}); "
                       "its run ends FAILED", flush=True)
             self.fail(refused)
 
         writer.submit(complete)
 
+    def _claim(self, status: str) -> bool:
+        """Whether this caller ends the run (`status`): only the first one does."""
+        with self._ending:
+            if self.ended is not None:
+                return False
+            self.ended = status
+            return True
+
     def finish(self) -> None:
         """FINISHED, unless this process already ended the run (it was abandoned meanwhile)."""
         self.epochs.flush()
-        if self.ended is None:
+        if not self._claim("FINISHED"):
+            return
+        try:
             self.client.set_terminated(self.run_id, "FINISHED")
-            self.ended = "FINISHED"
+        except Exception:
+            with self._ending:
+                self.ended = None  # still RUNNING: the caller fails it with the reason
+            raise
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
         """End the run `status` with `reason` (the first reason given wins). Never raises: when the
         store refuses even this, the output says which run could not be closed, and the search's
         summary counts it."""
-        if self.ended is not None:
+        if not self._claim(status):
             return
-        self.ended = status
         try:
             self.epochs.flush()
         except Exception:  # said in the output by the writer; the failure being recorded matters more
             pass
+        self._end(self.client, reason, status)
+
+    def abandon(self, reason: str, budget_s: float) -> None:
+        """fail() for a process about to stop: its epochs' writes not waited for (the writer may be
+        stuck on a store that is down), and its own writes retried for `budget_s` at most."""
+        if self._claim("FAILED"):
+            self._end(RetryingClient(getattr(self.client, "raw", self.client), budget_s), reason, "FAILED")
+
+    def _end(self, client, reason: str, status: str) -> None:
         try:
-            self.client.set_tag(self.run_id, FAILURE, reason[:5000])
-            self.client.set_terminated(self.run_id, status)
+            client.set_tag(self.run_id, FAILURE, reason[:5000])
+            client.set_terminated(self.run_id, status)
         except Exception as err:
-            why = short_reason(redact(f"{type(err).__name__}: {err}"))
+            why = describe(err)
             self.search.unclosed[self.trial_id] = f"{reason} (its run could not be marked {status}: {why})"
             print(f"[sweeplab] trial {self.trial_id}: could not mark its run {self.run_id} {status} ({why}); "
                   f"it failed because: {reason}", flush=True)

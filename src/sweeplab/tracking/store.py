@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sweeplab.errors import TrackingError, short_reason
+from sweeplab.errors import TrackingError, redact, short_reason
 from sweeplab.tracking.tags import CREATE_KEY
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -50,15 +50,6 @@ def sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri[len("sqlite:///") :].split("?", 1)[0])
-
-
-# scheme://user:PASSWORD@ anywhere in a text (a URI alone, an override, an error message).
-_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
-
-
-def redact(uri: str) -> str:
-    """The URI (or any text holding URIs) with every password replaced, safe to print or log."""
-    return _PASSWORD.sub(r"\g<keep>***@", uri)
 
 
 def display_uri(uri: str) -> str:
@@ -250,12 +241,15 @@ class RetryingClient:
     """An MlflowClient whose writes are retried on transient errors, so a trial's results
     survive a locked SQLite database or a server restart: each write tries again until
     `budget_s` has passed since its first try. Only writes that land the same however
-    often they are sent are retried as they are; creating a run first looks for the run
-    an earlier try may have made. Lookups are not retried."""
+    often they are sent are retried as they are (MLflow links a data set input to a run
+    once however often it is logged); creating a run or a logged model, or linking a
+    model as a run's output, first looks for what an earlier try may have made.
+    Lookups are not retried."""
 
     IDEMPOTENT_WRITES = {
         "log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "update_run", "log_text",
         "log_figure", "log_artifact", "log_artifacts", "log_dict", "log_model_artifacts", "finalize_logged_model",
+        "log_inputs",
     }
 
     def __init__(self, client, budget_s: float | None = None, first_wait_s: float = 1.0):
@@ -269,19 +263,41 @@ class RetryingClient:
         return lambda *args, **kwargs: self._retried(name, lambda attempt: method(*args, **kwargs))
 
     def create_run(self, experiment_id: str, **kwargs):
-        """One run, however often the request has to be sent: each try after the first
-        looks the run up by a key of this call before creating it again."""
+        """One run, however often the request has to be sent."""
+        return self._created("create_run", self.raw.create_run, experiment_id, kwargs,
+                             lambda where: self.raw.search_runs([experiment_id], where, max_results=1))
+
+    def create_logged_model(self, experiment_id: str, **kwargs):
+        """One logged model, however often the request has to be sent."""
+        return self._created("create_logged_model", self.raw.create_logged_model, experiment_id, kwargs,
+                             lambda where: self.raw.search_logged_models([experiment_id], where, max_results=1))
+
+    def _created(self, name: str, create, experiment_id: str, kwargs: dict, find):
+        """`create(experiment_id, **kwargs)`, retried: each try after the first looks up what an
+        earlier one may have made (its reply lost) by a tag key of this call, `find(filter)`."""
         key = uuid.uuid4().hex
         kwargs["tags"] = {**(kwargs.get("tags") or {}), CREATE_KEY: key}
 
-        def create(attempt: int):
-            if attempt:
-                made = self.raw.search_runs([experiment_id], f"tags.`{CREATE_KEY}` = '{key}'", max_results=1)
-                if made:
-                    return made[0]
-            return self.raw.create_run(experiment_id, **kwargs)
+        def once(attempt: int):
+            made = find(f"tags.`{CREATE_KEY}` = '{key}'") if attempt else None
+            return made[0] if made else create(experiment_id, **kwargs)
 
-        return self._retried("create_run", create)
+        return self._retried(name, once)
+
+    def log_outputs(self, run_id: str, models: list) -> None:
+        """`models` linked as the run's outputs, retried: a try after the first links only those an
+        earlier one did not (the store refuses a second link of the same model)."""
+
+        def once(attempt: int):
+            left = models
+            if attempt:
+                outputs = self.raw.get_run(run_id).outputs
+                linked = {o.model_id for o in (outputs.model_outputs if outputs else [])}
+                left = [m for m in models if m.model_id not in linked]
+            if left:
+                self.raw.log_outputs(run_id, left)
+
+        self._retried("log_outputs", once)
 
     def _retried(self, name: str, call):
         deadline = time.monotonic() + self.budget_s

@@ -12,8 +12,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as WaitTimeout
 
-from sweeplab.errors import short_reason
-from sweeplab.tracking.store import redact
+from sweeplab.errors import describe
 
 _writer: ThreadPoolExecutor | None = None
 
@@ -30,8 +29,7 @@ def _said_if_failed(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as err:
-        reason = short_reason(redact(f"{type(err).__name__}: {err}"))
-        print(f"[sweeplab] background MLflow write {getattr(fn, '__name__', '')} failed: {reason}", flush=True)
+        print(f"[sweeplab] background MLflow write {getattr(fn, '__name__', '')} failed: {describe(err)}", flush=True)
         raise
 
 
