@@ -14,9 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# `make server`'s settings, which make exports to every recipe (`make test` too): a test's server has its own.
+SERVER_SETTINGS = ("DB_URI", "ARTIFACTS", "SERVER_STATE", "TLS_CERT", "TLS_KEY")
+
+
 def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3",
-            "MLFLOW_TRACKING_URI": ""}
+    inherited = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
+    return {**inherited, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": ""}
 
 
 class Process:
