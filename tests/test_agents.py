@@ -107,15 +107,21 @@ def start_two_agents_that_both_train(start, running, *alive: Process) -> list[Pr
     return [first, second]
 
 
-def test_a_search_without_local_workers_is_trained_by_two_agents(tmp_path, processes):
+def two_agents_train_a_search(tmp_path, processes, wrap=lambda command: command):
+    """A chief of SHARED_TRIALS and two agents (its printed command, `wrap`ped) that both train:
+    (the chief, the `sweeplab.worker` tags of the finished trials) once all have exited 0."""
     chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
-    command = printed_agent_command(chief)
+    command = wrap(printed_agent_command(chief))
     agents = start_two_agents_that_both_train(lambda name: start_agent(command, tmp_path, processes, name),
                                               lambda: trial_runs(tmp_path, "RUNNING"), chief)
     assert chief.wait() == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
-    workers = trained_by(assert_every_trial_finished_once(tmp_path))
+    return chief, trained_by(assert_every_trial_finished_once(tmp_path))
+
+
+def test_a_search_without_local_workers_is_trained_by_two_agents(tmp_path, processes):
+    chief, workers = two_agents_train_a_search(tmp_path, processes)
     # Each agent trained some (its tuner id, host and process).
     assert len(workers) == 2 and all(re.fullmatch(AGENT_TAG, w) for w in workers), workers
     search = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_run(
@@ -128,15 +134,8 @@ def test_two_agents_with_one_host_name_and_process_id_train_as_two(tmp_path, pro
     """Containers: one host name, and each agent process 1 (here: a PID namespace each)."""
     if shutil.which("unshare") is None or os.geteuid() != 0:
         unavailable("PID namespaces need util-linux's `unshare` and root")
-    chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
-    command = printed_agent_command(chief)
-    isolated = f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}"
-    agents = start_two_agents_that_both_train(lambda name: start_agent(isolated, tmp_path, processes, name),
-                                              lambda: trial_runs(tmp_path, "RUNNING"), chief)
-    assert chief.wait() == 0, chief.output()[-3000:]
-    for agent in agents:
-        assert agent.wait(60) == 0, agent.output()[-3000:]
-    workers = trained_by(assert_every_trial_finished_once(tmp_path))
+    _, workers = two_agents_train_a_search(
+        tmp_path, processes, lambda command: f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}")
     assert len(workers) == 2, workers
     # The same host name and the same process id (each started the same way in a namespace of its own).
     assert len({re.fullmatch(AGENT_TAG, w).group(1) for w in workers}) == 1, workers
