@@ -33,7 +33,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from sweeplab.errors import TrackingError, short_reason
+from sweeplab.errors import TrackingError, one_line, short_reason
 from sweeplab.tracking.store import redact
 
 DEFAULT_DB_URI = "postgresql+psycopg://postgres@127.0.0.1:5432/sweeplab"
@@ -170,7 +170,7 @@ def migrate(db_uri: str) -> None:
     try:
         upgrade.main([db_uri], standalone_mode=False)
     except (ClickException, Exception) as err:
-        raise TrackingError(f"DB_URI: MLflow's migration failed: {short_reason(redact(str(err)))}") from None
+        raise TrackingError(f"DB_URI: MLflow's migration failed: {one_line(str(err))}") from None
 
 
 def login_store(state: Path, artifacts: str) -> Path:

@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sweeplab.errors import TrackingError, redact, short_reason
+from sweeplab.errors import TrackingError, one_line, redact
 from sweeplab.tracking.tags import CREATE_KEY
 
 DEFAULT_STORE_DIR = "mlruns"
@@ -138,10 +138,10 @@ def open_run(uri: str | None, run_id: str):
             if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise TrackingError(f"run {run_id!r}: no such run in {display_uri(uri)}") from None
             raise TrackingError(f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: "
-                                f"{short_reason(redact(str(err)))}") from None
+                                f"{one_line(str(err))}") from None
         except Exception as err:
             raise TrackingError(f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: "
-                                f"{short_reason(redact(str(err)))}") from None
+                                f"{one_line(str(err))}") from None
     return client, uri, run
 
 
@@ -309,7 +309,7 @@ class RetryingClient:
                 wait = min(self.first_wait_s * 2**attempt, MAX_WAIT_S)
                 if not is_transient(err) or time.monotonic() + wait > deadline:
                     raise
-                print(f"[sweeplab] MLflow {name} failed ({short_reason(redact(str(err)))}); "
+                print(f"[sweeplab] MLflow {name} failed ({one_line(str(err))}); "
                       f"retrying in {wait:g} s", flush=True)
                 time.sleep(wait)
                 attempt += 1

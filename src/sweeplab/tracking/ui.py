@@ -17,8 +17,8 @@ import os
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-from sweeplab.errors import short_reason
-from sweeplab.tracking.store import display_uri, redact, resolve_uri, sqlite_path
+from sweeplab.errors import one_line
+from sweeplab.tracking.store import display_uri, resolve_uri, sqlite_path
 
 # Where `make ui` serves a local store (its HOST and PORT defaults).
 LOCAL_UI = "http://127.0.0.1:5000"
@@ -92,7 +92,7 @@ def _experiments(uri: str) -> list:
         with _fast_http():
             return MlflowClient(tracking_uri=uri).search_experiments()
     except Exception as err:  # an unreachable server, say: the store's own address is printed already
-        print(f"  cannot list its experiments: {short_reason(redact(str(err)))}")
+        print(f"  cannot list its experiments: {one_line(str(err))}")
         return []
 
 
