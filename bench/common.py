@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
+CONF_DIR = ROOT / "src" / "sweeplab" / "conf"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -86,7 +86,7 @@ def main() -> int:
             "leaderboard_rows=3",
             "ensemble=none",
         ]
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(ROOT / "src" / "sweeplab" / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
         app.run(cfg, overrides)
 

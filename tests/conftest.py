@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
+CONF_DIR = ROOT / "src" / "sweeplab" / "conf"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

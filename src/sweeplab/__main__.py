@@ -8,9 +8,9 @@ from omegaconf import DictConfig
 
 from sweeplab.errors import SweeplabError
 
-# An absolute path: Hydra resolves a relative one against the caller, which differs
-# between `python -m sweeplab` and the `sweeplab` command.
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The configs ship inside the package (a wheel has no checkout around it). An absolute path:
+# Hydra resolves a relative one against the caller, which differs between entry points.
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
