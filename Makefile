@@ -11,11 +11,9 @@ ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
 STORE := $(CURDIR)/mlruns
-# A clean stop on Ctrl-C and a faster start (no job-runner processes).
-UI_ENV := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup sweep test browser ui server tensorboard clean lock bench
+.PHONY: help setup sweep check test lint browser ui server tensorboard clean lock bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,10 +27,22 @@ $(STAMP): requirements.lock pyproject.toml
 setup: $(STAMP) ## Create .venv and install the pinned dependencies
 
 sweep: $(STAMP) ## Run a named sweep from sweeps/ (SWEEP=default; extra Hydra overrides in ARGS="...")
-	$(BIN)/python -m sweeplab sweep=$(SWEEP) $(ARGS)
+	$(BIN)/sweeplab search sweep=$(SWEEP) $(ARGS)
+
+# Tests run in parallel processes (pytest-xdist): many wait on processes, leases and servers. TEST_WORKERS=0: one.
+TEST_WORKERS ?= 3
+# The tests that neither train a model nor start a process (tests/conftest.py marks those), and one tiny search.
+CHECK_TESTS := smoke or not (trains or processes)
+
+check: $(STAMP) ## Run the fast tests and one tiny end-to-end search (a few minutes)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(CHECK_TESTS)" $(ARGS)
 
 test: $(STAMP) browser ## Run the whole test suite
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
+
+lint: $(STAMP) ## Lint and check the formatting of the whole tree (ruff; fix with ARGS=--fix and `ruff format`)
+	$(BIN)/ruff check $(ARGS) .
+	$(BIN)/ruff format --check .
 
 # tests/test_ui.py drives Debian's Chromium (Playwright's own browser download fails offline);
 # without it that test is skipped, so a failed install only warns.
@@ -44,26 +54,23 @@ browser: ## Install Chromium for the browser test (apt-get, as root) when it is 
 	fi
 
 BENCH_STAMP := $(VENV)/.bench-$(LOCK_HASH)
-# Every benchmark under bench/ (memory.py and others join when they exist).
+# Every benchmark under bench/; each rewrites its own dated section of BENCH_REPORT.
 BENCH_SCRIPTS := $(filter-out bench/common.py,$(sort $(wildcard bench/*.py)))
+BENCH_REPORT ?= docs/benchmarks.md
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test,bench]'
 	@rm -f $(VENV)/.bench-*
 	@touch $@
 
-bench: $(BENCH_STAMP) ## Run the benchmarks under bench/ (side by side, ratios; extra flags in ARGS="...")
+bench: $(BENCH_STAMP) ## Run the benchmarks under bench/ and write their figures to docs/benchmarks.md (flags in ARGS="...")
 	@for script in $(BENCH_SCRIPTS); do \
-	  $(BIN)/python $$script $(ARGS) || exit 1; \
+	  $(BIN)/python $$script --report $(BENCH_REPORT) $(ARGS) || exit 1; \
 	done
 
 # MLFLOW_TRACKING_URI, when set, picks the store: a SQLite one is served, a server has its own UI.
 ui: $(STAMP) ## Browse MLFLOW_TRACKING_URI, else the store under mlruns/, at http://127.0.0.1:5000
-	@[ -n "$$MLFLOW_TRACKING_URI" ] || mkdir -p $(STORE)
-	@uri="$${MLFLOW_TRACKING_URI:-sqlite:///$(STORE)/mlflow.db}"; \
-	$(BIN)/python -m sweeplab.tracking.ui --tracking-uri "$$uri" --local-ui http://$(HOST):$(PORT) || exit; \
-	case "$$uri" in http://*|https://*) exit 0;; esac; \
-	$(UI_ENV) exec $(BIN)/mlflow ui --backend-store-uri "$$uri" --host $(HOST) --port $(PORT) --workers 2
+	$(BIN)/sweeplab ui --host $(HOST) --port $(PORT)
 
 # The team's tracking server: PostgreSQL behind it (created and migrated when missing), artifacts
 # proxied to ARTIFACTS. A HOST other than loopback needs SWEEPLAB_ADMIN_PASSWORD (or _FILE): basic auth,
@@ -76,14 +83,13 @@ TLS_KEY ?=
 # Passed by environment, so that a password in DB_URI never shows in a command line.
 export DB_URI ARTIFACTS SERVER_STATE TLS_CERT TLS_KEY
 server: $(STAMP) ## MLflow tracking server on PostgreSQL (DB_URI, ARTIFACTS, HOST, PORT, TLS_CERT/TLS_KEY); Ctrl-C stops it
-	$(BIN)/python -m sweeplab.tracking.server --host $(HOST) --port $(PORT)
+	$(BIN)/sweeplab server --host $(HOST) --port $(PORT)
 
 # Trial logs of searches run with trainer.tensorboard=true: <state_dir>/<experiment>/<search>/tensorboard/<trial>.
 TB_LOGS ?= .sweeplab/tuner
 TB_PORT ?= 6006
 tensorboard: $(STAMP) ## Serve the per-trial TensorBoard logs (trainer.tensorboard=true) at http://127.0.0.1:6006
-	@mkdir -p $(TB_LOGS)
-	$(BIN)/tensorboard --logdir $(TB_LOGS) --host $(HOST) --port $(TB_PORT)
+	$(BIN)/sweeplab tensorboard --logdir $(TB_LOGS) --host $(HOST) --port $(TB_PORT)
 
 lock: ## Re-resolve the dependencies and rewrite requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -16,12 +16,15 @@ import functools
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,15 +117,24 @@ def clock_fit_and_tracking() -> Clock:
     import keras
     from mlflow import MlflowClient
 
-    from sweeplab.tracking import plots
     from sweeplab.search.tuning import TrackedTrials
+    from sweeplab.tracking import plots
     from sweeplab.tracking.runs import TrialRun
 
     clock = Clock()
     clock.wrap(keras.Model, "fit", "fit")
     for name in (
-        "create_run", "log_batch", "log_text", "log_figure", "log_artifact", "log_artifacts",
-        "set_terminated", "set_tag", "update_run", "search_runs", "get_metric_history",
+        "create_run",
+        "log_batch",
+        "log_text",
+        "log_figure",
+        "log_artifact",
+        "log_artifacts",
+        "set_terminated",
+        "set_tag",
+        "update_run",
+        "search_runs",
+        "get_metric_history",
     ):
         clock.wrap(MlflowClient, name, "tracking")
     clock.wrap(TrialRun, "log_model", "tracking")
@@ -149,7 +161,8 @@ def run_arm(script: str, arm: str, args: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, script, "--worker", arm, "--result", str(out), "--tmp", tmp, *args]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+        python_path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": python_path}
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0 or not out.exists():
             tail = "\n".join(proc.stdout.splitlines()[-25:])
@@ -221,7 +234,7 @@ def _fmt(value) -> str:
 def machine() -> str:
     cores = os.cpu_count()
     try:
-        load = "load %.1f" % os.getloadavg()[0]
+        load = f"load {os.getloadavg()[0]:.1f}"
     except OSError:
         load = "load n/a"
     return f"{platform.processor() or platform.machine()}, {cores} cores, {load}, Python {platform.python_version()}"
@@ -229,3 +242,109 @@ def machine() -> str:
 
 def header(title: str, detail: str) -> None:
     print(f"\n== {title} ==\n{detail}\nmachine: {machine()}", flush=True)
+
+
+# --- docs/benchmarks.md ---------------------------------------------------------
+
+# `make bench` passes --report docs/benchmarks.md: each script rewrites its own section there.
+REPORT = ROOT / "docs" / "benchmarks.md"
+PACKAGES = ("sweeplab", "tensorflow-cpu", "keras", "keras-tuner", "mlflow", "optuna")
+
+
+def report_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        type=Path,
+        help=f"also write this benchmark's section of FILE (make bench: {REPORT.relative_to(ROOT)})",
+    )
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def ram_gib() -> str:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024**2:.1f} GiB RAM"
+    return "RAM n/a"
+
+
+def versions() -> str:
+    found = [f"Python {platform.python_version()}"]
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{name} {metadata.version(name)}")
+    return ", ".join(found)
+
+
+def command_line() -> str:
+    """How this run was started, minus --report (so the line can be pasted to rerun it)."""
+    argv, kept = sys.argv[1:], []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--report":
+            skip = True
+        elif not arg.startswith("--report="):
+            kept.append(arg)
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script
+    return " ".join(["python", str(shown), *kept])
+
+
+def section(title: str, detail: str, headers: list[str], rows: list[list], ratios: str) -> str:
+    """One benchmark's section of docs/benchmarks.md: when, where, what, the table and the ratios."""
+    return "\n".join(
+        [
+            f"## {title}",
+            "",
+            f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- machine: {cpu_model()}, {os.cpu_count()} cores, {ram_gib()}, {platform.system()} {platform.machine()}",
+            f"- versions: {versions()}",
+            f"- command: `{command_line()}`",
+            f"- setup: {detail}",
+            "",
+            markdown_table(headers, rows),
+            "",
+            ratios,
+        ]
+    )
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Put `body` between the markers of section `name` in the Markdown file at `path`: the section
+    is replaced where it is, or appended when new; the rest of the file is kept as it was."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _match: block, text, count=1)
+    else:
+        text = f"{text.rstrip()}\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def publish(args, name: str, title: str, detail: str, headers: list[str], rows: list[list], ratios: str) -> None:
+    """Print the table and the ratios; with --report, also write them as section `name` of that file."""
+    print()
+    print(table(headers, rows))
+    print(ratios)
+    if getattr(args, "report", None):
+        write_section(args.report, name, section(title, detail, headers, rows, ratios))
+        print(f"wrote the {name!r} section of {args.report}")

@@ -26,8 +26,8 @@ def measure(extra: list[str]) -> dict:
     from mlflow import MlflowClient
 
     from sweeplab import app
-    from sweeplab.ensemble import builder as ensemble
     from sweeplab.config.validation import validate
+    from sweeplab.ensemble import builder as ensemble
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -40,9 +40,7 @@ def measure(extra: list[str]) -> dict:
             built = ensemble.build_for_search(validate(common.compose(ov)), client, result.experiment_id)
         wall = time.perf_counter() - start
         metrics = client.get_run(built.run_id).data.metrics
-        return dict(
-            best=metrics["best_member_test_accuracy"], ensemble=metrics["ensemble_test_accuracy"], wall=wall
-        )
+        return dict(best=metrics["best_member_test_accuracy"], ensemble=metrics["ensemble_test_accuracy"], wall=wall)
 
 
 def main() -> None:
@@ -50,16 +48,19 @@ def main() -> None:
     parser.add_argument("--args", default="", help="extra Hydra overrides for the sweep")
     parser.add_argument("--trials", type=int, help="tuner.max_trials of the sweep")
     parser.add_argument("--epochs", type=int, help="trainer.epochs of the sweep")
+    common.report_arg(parser)
     args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
-    common.header("ensemble gain", "default sweep; weighted-average ensemble vs best single trial, test accuracy")
+    title, detail = "ensemble gain", "default sweep; weighted-average ensemble vs best single trial, test accuracy"
+    common.header(title, detail)
     sys.path.insert(0, str(common.ROOT / "src"))
     extra = shlex.split(args.args)
     extra += [f"tuner.max_trials={args.trials}"] if args.trials else []
     extra += [f"trainer.epochs={args.epochs}"] if args.epochs else []
     r = measure(extra)
-    print(common.table(["model", "test acc"], [["best single trial", r["best"]], ["ensemble", r["ensemble"]]]))
     print(f"sweep and ensemble: {r['wall']:.1f} s")
-    print(f"ratios: test acc ensemble/best = {r['ensemble'] / r['best']:.4f}")
+    rows = [["best single trial", r["best"]], ["ensemble", r["ensemble"]]]
+    ratios = f"ratios: test acc ensemble/best = {r['ensemble'] / r['best']:.4f} (sweep and ensemble: {r['wall']:.1f} s)"
+    common.publish(args, "ensemble", title, detail, ["model", "test acc"], rows, ratios)
 
 
 if __name__ == "__main__":

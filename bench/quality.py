@@ -32,7 +32,12 @@ ARMS = ["random", "bayesian", "hyperband", "optuna-tpe"]
 
 
 def base_overrides(args, seed: int) -> list[str]:
-    return [f"tuner.max_trials={args.trials}", f"tuner.seed={seed}", f"trainer.epochs={args.epochs}", "trainer.verbose=0"]
+    return [
+        f"tuner.max_trials={args.trials}",
+        f"tuner.seed={seed}",
+        f"trainer.epochs={args.epochs}",
+        "trainer.verbose=0",
+    ]
 
 
 def time_to_target(events: list[tuple[float, float]], target: float) -> float | None:
@@ -49,7 +54,14 @@ def sweeplab_arm(args, kind: str, seed: int) -> dict:
     from sweeplab import app
 
     store = common.temp_store(Path(args.tmp))
-    ov = [f"tuner={kind}", *base_overrides(args, seed), *store, "leaderboard_rows=1", "tracking.log_models=false", "ensemble=none"]
+    ov = [
+        f"tuner={kind}",
+        *base_overrides(args, seed),
+        *store,
+        "leaderboard_rows=1",
+        "tracking.log_models=false",
+        "ensemble=none",
+    ]
     if kind == "hyperband":
         ov.append(f"tuner.max_epochs={args.epochs}")
     start_wall = time.time()
@@ -63,8 +75,57 @@ def sweeplab_arm(args, kind: str, seed: int) -> dict:
     )
     events = [((t.info.end_time or 0) / 1000 - start_wall, t.data.metrics.get("final_val_accuracy")) for t in trials]
     best = client.get_run(result.best_run_id)
-    return dict(best_val=result.best_score, test=best.data.metrics.get("test_accuracy"), trials=result.finished,
-                wall=wall, to_target=time_to_target(events, args.target))
+    return dict(
+        best_val=result.best_score,
+        test=best.data.metrics.get("test_accuracy"),
+        trials=result.finished,
+        wall=wall,
+        to_target=time_to_target(events, args.target),
+    )
+
+
+def suggest(trial, space) -> dict:
+    """One Optuna trial's values for sweeplab's search space (fixed entries as they are)."""
+    values = dict(space.rule_defaults)
+    for name, spec in space.hyperparameters.items():
+        if spec.is_fixed:
+            values[name] = spec.fixed
+        elif spec.type == "int":
+            values[name] = trial.suggest_int(
+                name, int(spec.min), int(spec.max), step=int(spec.step or 1), log=spec.sampling == "log"
+            )
+        elif spec.type == "float":
+            log = spec.sampling == "log"
+            values[name] = trial.suggest_float(name, spec.min, spec.max, step=None if log else spec.step, log=log)
+        elif spec.type == "choice":
+            values[name] = trial.suggest_categorical(name, list(spec.values))
+        else:
+            values[name] = trial.suggest_categorical(name, [True, False])
+    return values
+
+
+def train_trial(trial, cfg, dataset, family, train, val, epochs: int):
+    """One Optuna trial trained as sweeplab trains one: the model with its best epoch's weights, and that score."""
+    import keras
+    import keras_tuner as kt
+
+    from sweeplab.search import training
+    from sweeplab.search.tuning import BestEpochInMemory
+
+    keras.backend.clear_session()
+    values = suggest(trial, cfg.space)
+    model = family.build(values, dataset, cfg.model)
+    training.compile_model(model, values, dataset, cfg.trainer)
+    keeper = BestEpochInMemory(kt.Objective("val_accuracy", "max"), filepath=None)
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[*training.callbacks(cfg.trainer), keeper],
+    )
+    model.set_weights(keeper.weights)
+    return model, keeper.best_value
 
 
 def optuna_arm(args, seed: int) -> dict:
@@ -73,13 +134,11 @@ def optuna_arm(args, seed: int) -> dict:
     except ImportError:
         return dict(skipped="optuna is not installed (pip install -e '.[bench]' or make bench)")
     import keras
-    import keras_tuner as kt
 
-    from sweeplab.data import datasets as data_module
-    from sweeplab.search import training
-    from sweeplab.models import get_family
     from sweeplab.config.validation import validate
-    from sweeplab.search.tuning import BestEpochInMemory
+    from sweeplab.data import datasets as data_module
+    from sweeplab.models import get_family
+    from sweeplab.search import training
 
     cfg = validate(common.compose(base_overrides(args, seed)))
     dataset = data_module.load(cfg.data, cfg.seed)
@@ -89,33 +148,8 @@ def optuna_arm(args, seed: int) -> dict:
     best = {"val": None, "test": None}
     events = []
 
-    def suggest(trial) -> dict:
-        values = dict(cfg.space.rule_defaults)
-        for name, spec in cfg.space.hyperparameters.items():
-            if spec.is_fixed:
-                values[name] = spec.fixed
-            elif spec.type == "int":
-                values[name] = trial.suggest_int(name, int(spec.min), int(spec.max), step=int(spec.step or 1),
-                                                 log=spec.sampling == "log")
-            elif spec.type == "float":
-                log = spec.sampling == "log"
-                values[name] = trial.suggest_float(name, spec.min, spec.max, step=None if log else spec.step, log=log)
-            elif spec.type == "choice":
-                values[name] = trial.suggest_categorical(name, list(spec.values))
-            else:
-                values[name] = trial.suggest_categorical(name, [True, False])
-        return values
-
     def objective(trial) -> float:
-        keras.backend.clear_session()
-        values = suggest(trial)
-        model = family.build(values, dataset, cfg.model)
-        training.compile_model(model, values, dataset, cfg.trainer)
-        keeper = BestEpochInMemory(kt.Objective("val_accuracy", "max"), filepath=None)
-        model.fit(train, validation_data=val, epochs=args.epochs, verbose=0,
-                  callbacks=[*training.callbacks(cfg.trainer), keeper])
-        model.set_weights(keeper.weights)
-        score = keeper.best_value
+        model, score = train_trial(trial, cfg, dataset, family, train, val, args.epochs)
         events.append((time.perf_counter() - start, score))
         if best["val"] is None or score > best["val"]:
             best["val"] = score
@@ -127,11 +161,16 @@ def optuna_arm(args, seed: int) -> dict:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=args.trials)
     wall = time.perf_counter() - start
-    return dict(best_val=best["val"], test=best["test"], trials=len(study.trials), wall=wall,
-                to_target=time_to_target(events, args.target))
+    return dict(
+        best_val=best["val"],
+        test=best["test"],
+        trials=len(study.trials),
+        wall=wall,
+        to_target=time_to_target(events, args.target),
+    )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=20)
@@ -140,31 +179,37 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {ARMS}")
     parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     common.worker_args(parser)
+    common.report_arg(parser)
     args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
+    return args
 
-    if args.worker:
-        common.heavy_imports()
-        if args.worker == "optuna-tpe":
-            result = optuna_arm(args, args.seed)
-        else:
-            result = sweeplab_arm(args, args.worker, args.seed)
-        common.finish_worker(args, result)
-        return
 
-    arms = args.arms.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
-    common.header(
-        "search quality",
-        f"mlp on digits, {args.trials} trials x up to {args.epochs} epochs, seeds {seeds}, "
-        f"target val acc {args.target}; arms alternate within each seed",
-    )
+def run_worker(args) -> None:
+    common.heavy_imports()
+    if args.worker == "optuna-tpe":
+        result = optuna_arm(args, args.seed)
+    else:
+        result = sweeplab_arm(args, args.worker, args.seed)
+    common.finish_worker(args, result)
+
+
+def run_seeds(args, arms: list[str], seeds: list[int]) -> dict[str, list[dict]]:
+    """Every arm once per seed; the arms' order flips from one seed to the next."""
     forward = common.forward(args, ["trials", "epochs", "target"])
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     for i, seed in enumerate(seeds):
-        for arm, runs in common.alternate(__file__, arms if i % 2 == 0 else arms[::-1], 1,
-                                          [*forward, "--seed", str(seed)]).items():
+        for arm, runs in common.alternate(
+            __file__, arms if i % 2 == 0 else arms[::-1], 1, [*forward, "--seed", str(seed)]
+        ).items():
             results[arm] += runs
+    return results
 
+
+HEADERS = ["arm", "trials", "best val acc", "test acc", "wall s", "s to target", "seeds reaching"]
+
+
+def summarise(arms: list[str], results: dict[str, list[dict]]) -> tuple[dict[str, dict], list[list]]:
+    """Each arm's means over the seeds (arms that were skipped say why), and the table's rows."""
     rows, summary = [], {}
     for arm in arms:
         runs = [r for r in results[arm] if "skipped" not in r]
@@ -173,23 +218,45 @@ def main() -> None:
             continue
         reached = [r["to_target"] for r in runs if r["to_target"] is not None]
         s = summary[arm] = dict(
-            best_val=common.mean(r["best_val"] for r in runs), test=common.mean(r["test"] for r in runs),
-            trials=common.mean(r["trials"] for r in runs), wall=common.mean(r["wall"] for r in runs),
-            to_target=common.mean(reached), reached=f"{len(reached)}/{len(runs)}",
+            best_val=common.mean(r["best_val"] for r in runs),
+            test=common.mean(r["test"] for r in runs),
+            trials=common.mean(r["trials"] for r in runs),
+            wall=common.mean(r["wall"] for r in runs),
+            to_target=common.mean(reached),
+            reached=f"{len(reached)}/{len(runs)}",
         )
         rows.append([arm, s["trials"], s["best_val"], s["test"], s["wall"], s["to_target"], s["reached"]])
-    print()
-    print(common.table(["arm", "trials", "best val acc", "test acc", "wall s", "s to target", "seeds reaching"], rows))
+    return summary, rows
+
+
+def ratios(summary: dict[str, dict]) -> str:
     ref = summary.get("optuna-tpe")
-    if ref:
-        parts = [
-            f"{arm}/optuna-tpe: val {s['best_val'] / ref['best_val']:.3f}, test {s['test'] / ref['test']:.3f}, "
-            f"wall {s['wall'] / ref['wall']:.2f}"
-            for arm, s in summary.items() if arm != "optuna-tpe"
-        ]
-        print("ratios: " + "; ".join(parts))
-    else:
-        print("ratios: n/a (no optuna-tpe arm to compare with)")
+    if not ref:
+        return "ratios: n/a (no optuna-tpe arm to compare with)"
+    parts = [
+        f"{arm}/optuna-tpe: val {s['best_val'] / ref['best_val']:.3f}, test {s['test'] / ref['test']:.3f}, "
+        f"wall {s['wall'] / ref['wall']:.2f}"
+        for arm, s in summary.items()
+        if arm != "optuna-tpe"
+    ]
+    return "ratios: " + "; ".join(parts)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        run_worker(args)
+        return
+    arms = args.arms.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    title = "search quality"
+    detail = (
+        f"mlp on digits, {args.trials} trials x up to {args.epochs} epochs, seeds {seeds}, "
+        f"target val acc {args.target}; arms alternate within each seed"
+    )
+    common.header(title, detail)
+    summary, rows = summarise(arms, run_seeds(args, arms, seeds))
+    common.publish(args, "quality", title, detail, HEADERS, rows, ratios(summary))
 
 
 if __name__ == "__main__":

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,9 +43,15 @@ def search(args, workers: int) -> dict:
 
     store = common.temp_store(Path(args.tmp), experiment="bench-scale")
     ov = [
-        "tuner=random", f"tuner.max_trials={args.trials}", f"tuner.seed={args.tuner_seed}",
-        f"tuner.workers={workers}", f"trainer.epochs={args.epochs}", "trainer.verbose=0",
-        "leaderboard_rows=1", "ensemble=none", *store,
+        "tuner=random",
+        f"tuner.max_trials={args.trials}",
+        f"tuner.seed={args.tuner_seed}",
+        f"tuner.workers={workers}",
+        f"trainer.epochs={args.epochs}",
+        "trainer.verbose=0",
+        "leaderboard_rows=1",
+        "ensemble=none",
+        *store,
     ]
     cfg = common.compose(ov)
     start = time.perf_counter()
@@ -51,13 +61,85 @@ def search(args, workers: int) -> dict:
     return dict(wall=wall, trials=result.finished, per_minute=60 * result.finished / wall, best_val=result.best_score)
 
 
+class Processes:
+    """Processes of the team arm, each in its own session and with its log under `tmp`; stop() ends them all."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]):
+        self.tmp, self.env = tmp, env
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, command, name: str, shell: bool = False) -> tuple[subprocess.Popen, Path]:
+        log_path = self.tmp / f"{name}.log"
+        # The child keeps its own copy of the file descriptor; this process closes its copy.
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                command,
+                cwd=self.tmp,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                shell=shell,
+                start_new_session=True,
+            )
+        self.started.append(proc)
+        return proc, log_path
+
+    def stop(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+
+
+def wait_for(path: Path, pattern: str, proc) -> re.Match:
+    """The first match of `pattern` in a process's log, once it is written there."""
+    while not (found := re.search(pattern, path.read_text())):
+        if proc.poll() is not None:
+            raise SystemExit(f"{path.name}: exited with {proc.returncode}:\n{path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return found
+
+
+def team_search(args, team: Processes, port: int) -> tuple[float, str]:
+    """Server, chief and AGENTS agents; (seconds from the agents' start to the chief's end, search run id)."""
+    tmp = team.tmp
+    server, server_log = team.start([sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port)], "server")
+    wait_for(server_log, "tracking server ready", server)
+    chief, chief_log = team.start(
+        [
+            sys.executable,
+            "-m",
+            "sweeplab",
+            "tracking=server",
+            f"tracking.uri=http://127.0.0.1:{port}",
+            "tuner=random",
+            "tuner.workers=0",
+            f"tuner.max_trials={args.trials}",
+            f"tuner.seed={args.tuner_seed}",
+            f"trainer.epochs={args.epochs}",
+            "trainer.verbose=0",
+            "ensemble=none",
+            f"state_dir={tmp / 'state'}",
+        ],
+        "chief",
+    )
+    command = wait_for(chief_log, r"agents join from any machine with:\n  (.+)\n", chief).group(1)
+    begin = time.perf_counter()
+    # This interpreter, whichever spelling the search prints (`python -m sweeplab.agent` or `sweeplab agent`).
+    spelled = r" (python -m sweeplab\.agent|sweeplab agent) "
+    command = re.sub(spelled, f" {sys.executable} -m sweeplab.agent ", command, count=1)
+    for i in range(AGENTS):
+        (tmp / f"agent{i}").mkdir()
+        team.start(f"cd agent{i} && {command}", f"agent{i}", shell=True)
+    if chief.wait() != 0:
+        raise SystemExit(f"chief exited with {chief.returncode}:\n{chief_log.read_text()[-2000:]}")
+    wall = time.perf_counter() - begin
+    return wall, re.search(r"MLflow run (\w+)", chief_log.read_text()).group(1)
+
+
 def agents(args) -> dict:
     """The search served to AGENTS agent processes, through a tracking server on PostgreSQL."""
-    import re
-    import signal
-    import subprocess
-    import uuid
-
     try:
         import psycopg
 
@@ -66,79 +148,42 @@ def agents(args) -> dict:
         return dict(skipped=f"no PostgreSQL at 127.0.0.1:5432 ({type(err).__name__})")
     database = f"sweeplab_bench_{uuid.uuid4().hex[:8]}"
     tmp = Path(args.tmp)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-           "ARTIFACTS": str(tmp / "artifacts"), "MLFLOW_TRACKING_URI": ""}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "ARTIFACTS": str(tmp / "artifacts"),
+        "MLFLOW_TRACKING_URI": "",
+        "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+    }
     port = common.free_port()
-    started = []
-
-    def start(command: list[str], name: str, shell: bool = False):
-        log = open(tmp / f"{name}.log", "w")
-        proc = subprocess.Popen(command, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                shell=shell, start_new_session=True)
-        started.append(proc)
-        return proc, tmp / f"{name}.log"
-
-    def wait_for(path: Path, pattern: str, proc) -> re.Match:
-        while not (found := re.search(pattern, path.read_text())):
-            if proc.poll() is not None:
-                raise SystemExit(f"{path.name}: exited with {proc.returncode}:\n{path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        return found
-
+    team = Processes(tmp, env)
     try:
-        server, server_log = start([sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port)], "server")
-        wait_for(server_log, "tracking server ready", server)
-        chief, chief_log = start([sys.executable, "-m", "sweeplab", "tracking=server",
-                                  f"tracking.uri=http://127.0.0.1:{port}", "tuner=random", "tuner.workers=0",
-                                  f"tuner.max_trials={args.trials}", f"tuner.seed={args.tuner_seed}",
-                                  f"trainer.epochs={args.epochs}", "trainer.verbose=0", "ensemble=none",
-                                  f"state_dir={tmp / 'state'}"], "chief")
-        command = wait_for(chief_log, r"agents join from any machine with:\n  (.+)\n", chief).group(1)
-        begin = time.perf_counter()
-        for i in range(AGENTS):
-            (tmp / f"agent{i}").mkdir()
-            start(f"cd agent{i} && " + command.replace(" python ", f" {sys.executable} ", 1), f"agent{i}", shell=True)
-        if chief.wait() != 0:
-            raise SystemExit(f"chief exited with {chief.returncode}:\n{chief_log.read_text()[-2000:]}")
-        wall = time.perf_counter() - begin
+        wall, run_id = team_search(args, team, port)
         from mlflow import MlflowClient
 
-        run_id = re.search(r"MLflow run (\w+)", chief_log.read_text()).group(1)
         metrics = MlflowClient(f"http://127.0.0.1:{port}").get_run(run_id).data.metrics
     finally:
-        for proc in started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
+        team.stop()
         with admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finished = int(metrics["trials_finished"])
     return dict(wall=wall, trials=finished, per_minute=60 * finished / wall, best_val=metrics["best_val_accuracy"])
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--tuner-seed", type=int, default=1)
     common.worker_args(parser)
+    common.report_arg(parser)
     args, _ignored = parser.parse_known_args()  # make bench ARGS go to every script
+    return args
 
-    if args.worker == "4-agents":
-        common.finish_worker(args, agents(args))
-        return
-    if args.worker:
-        common.heavy_imports()
-        common.finish_worker(args, search(args, 1 if args.worker == "1-worker" else 2))
-        return
 
-    common.header(
-        "scale",
-        f"random search, mlp on digits, {args.trials} trials x up to {args.epochs} epochs, "
-        f"1 vs 2 trial workers vs {AGENTS} agents on a PostgreSQL server, {args.repeats} run(s) per arm, alternating",
-    )
-    results = common.alternate(__file__, ARMS, args.repeats, common.forward(args, ["trials", "epochs", "tuner_seed"]))
+def summarise(results: dict[str, list[dict]]) -> tuple[dict[str, float], list[list]]:
+    """Trials per minute of each arm that ran (a skipped one says why), and the table's rows."""
     rows = []
     summary = {}
     for arm in ARMS:
@@ -147,15 +192,44 @@ def main() -> None:
             print(f"{arm}: skipped, {results[arm][0]['skipped']}")
             continue
         summary[arm] = common.mean(r["per_minute"] for r in runs)
-        rows.append([arm, common.mean(r["trials"] for r in runs), common.mean(r["wall"] for r in runs), summary[arm],
-                     common.mean(r["best_val"] for r in runs)])
-    print()
-    print(common.table(["arm", "trials", "wall s", "trials/min", "best val acc"], rows))
-    line = (f"ratios: trials/min 2-workers/1-worker = {summary['2-workers'] / summary['1-worker']:.2f} "
-            f"(ideal {min(2, os.cpu_count() or 1)}.00 on {os.cpu_count()} cores)")
+        rows.append(
+            [
+                arm,
+                common.mean(r["trials"] for r in runs),
+                common.mean(r["wall"] for r in runs),
+                summary[arm],
+                common.mean(r["best_val"] for r in runs),
+            ]
+        )
+    return summary, rows
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker == "4-agents":
+        common.finish_worker(args, agents(args))
+        return
+    if args.worker:
+        common.heavy_imports()
+        common.finish_worker(args, search(args, 1 if args.worker == "1-worker" else 2))
+        return
+
+    title = "scale"
+    detail = (
+        f"random search, mlp on digits, {args.trials} trials x up to {args.epochs} epochs, "
+        f"1 vs 2 trial workers vs {AGENTS} agents on a PostgreSQL server, {args.repeats} run(s) per arm, "
+        "alternating"
+    )
+    common.header(title, detail)
+    results = common.alternate(__file__, ARMS, args.repeats, common.forward(args, ["trials", "epochs", "tuner_seed"]))
+    summary, rows = summarise(results)
+    line = (
+        f"ratios: trials/min 2-workers/1-worker = {summary['2-workers'] / summary['1-worker']:.2f} "
+        f"(ideal {min(2, os.cpu_count() or 1)}.00 on {os.cpu_count()} cores)"
+    )
     if "4-agents" in summary:
         line += f"; 4-agents (PostgreSQL server)/1-worker = {summary['4-agents'] / summary['1-worker']:.2f}"
-    print(line)
+    common.publish(args, "scale", title, detail, ["arm", "trials", "wall s", "trials/min", "best val acc"], rows, line)
 
 
 if __name__ == "__main__":

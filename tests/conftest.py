@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dis
+import importlib
+import inspect
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 import uuid
 from pathlib import Path
@@ -39,17 +44,165 @@ def store(tmp_path, monkeypatch):
     return {"uri": uri, "overrides": [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"]}
 
 
+def compose_config(overrides=(), config_name="config"):
+    """A real composed config from the package's conf/ (for fixtures of any scope)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
 @pytest.fixture
 def make_config():
     """compose(overrides) -> a real composed config from conf/."""
+    return compose_config
 
-    def _compose(overrides=(), config_name="config"):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides))
 
-    yield _compose
-    GlobalHydra.instance().clear()
+# --- tiers: `make check` runs the tests that neither train a model nor start a process ----------------
+
+TESTS = Path(__file__).resolve().parent
+# What a test refers to, itself or through its fixtures and the helpers of tests/ it calls
+# (a qualified name, or an attribute as ".name"), that trains a model or starts a process.
+TRAINS = ("sweeplab.app.run", ".fit")
+STARTS = ("subprocess", "multiprocessing", "os.fork", "os.system", "os.posix_spawn", "os.exec")
+_direct: dict[types.CodeType, tuple[set, list]] = {}
+
+
+def _ours(obj) -> bool:
+    """A function or class written in tests/: what it calls counts as its caller's."""
+    try:
+        return Path(inspect.getfile(obj)).resolve().is_relative_to(TESTS)
+    except TypeError:
+        return False
+
+
+def _named(obj, names: set, helpers: list) -> None:
+    if isinstance(obj, types.ModuleType):
+        names.add(obj.__name__)
+    elif callable(obj) and hasattr(obj, "__qualname__"):
+        names.add(f"{getattr(obj, '__module__', '')}.{obj.__qualname__}")
+        obj = inspect.unwrap(obj)  # a @contextmanager of tests/ is ours too
+        if _ours(obj):
+            helpers.extend(vars(obj).values() if inspect.isclass(obj) else [obj])
+
+
+def _imported(module: str, name: str):
+    """`from module import name` of a helper module in tests/ (which may not be imported yet)."""
+    if (TESTS / f"{module}.py").exists():
+        return getattr(importlib.import_module(module), name, None)
+    return None
+
+
+def _direct_references(func) -> tuple[set, list]:
+    """(the names `func`'s own code uses, the functions and classes of tests/ among them)."""
+    code = func.__code__
+    if code not in _direct:
+        names, helpers, codes = set(), [], [code]
+        while codes:
+            current = codes.pop()
+            codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+            module = ""
+            for instruction in dis.get_instructions(current):
+                op, arg = instruction.opname, instruction.argval
+                if op == "IMPORT_NAME":
+                    module = arg
+                    names.add(arg)
+                elif op == "IMPORT_FROM":
+                    names.add(f"{module}.{arg}")
+                    _named(_imported(module, arg), set(), helpers)
+                elif op in ("LOAD_ATTR", "LOAD_METHOD"):
+                    names.add(f".{arg}")
+                elif op in ("LOAD_GLOBAL", "LOAD_NAME") and arg in func.__globals__:
+                    _named(func.__globals__[arg], names, helpers)
+        _direct[code] = names, helpers
+    return _direct[code]
+
+
+def references(*funcs) -> set[str]:
+    """Every name that `funcs` use, and the functions and classes of tests/ they use, transitively."""
+    names, seen, todo = set(), set(), [inspect.unwrap(f) for f in funcs]
+    while todo:
+        func = inspect.unwrap(todo.pop())
+        if not hasattr(func, "__code__") or func.__code__ in seen:
+            continue
+        seen.add(func.__code__)
+        own, helpers = _direct_references(func)
+        names |= own
+        todo.extend(helpers)
+    return names
+
+
+def _any_of(names: set, prefixes: tuple) -> bool:
+    return any(n == p or n.startswith(f"{p}.") for n in names for p in prefixes)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `trains` and `processes` by what each test and its fixtures of tests/ call."""
+    for item in items:
+        fixtures = [
+            d.func
+            for name, defs in item._fixtureinfo.name2fixturedefs.items()
+            for d in defs
+            if _ours(d.func) and name != "_stays_in_its_tier"
+        ]
+        names = references(item.function, *fixtures)
+        if _any_of(names, TRAINS):
+            item.add_marker(pytest.mark.trains)
+        if _any_of(names, STARTS):
+            item.add_marker(pytest.mark.processes)
+
+
+# A fixture wider than one test: a search that several tests of its file read back.
+SHARED_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](class|module|package|session)[\"']")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` (pytest-xdist): each test to the next free worker, except that the tests of a file with a
+    shared fixture all go to one worker, so that its search runs once. (xdist's own `--dist loadgroup`
+    no longer groups with pytest 9.2: pytest-dev/pytest-xdist#1386.)"""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = {
+        path.relative_to(config.rootpath).as_posix()
+        for path in TESTS.glob("test_*.py")
+        if SHARED_FIXTURE.search(path.read_text())
+    }
+
+    class SharedFixturesOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in shared else nodeid
+
+    return SharedFixturesOnOneWorker(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _stays_in_its_tier(request, monkeypatch):
+    """A test that `make check` runs (marked neither `trains` nor `processes`) fails if it trains
+    or starts a process after all: the marks above missed something, and check would be slow."""
+    if any(request.node.get_closest_marker(mark) for mark in ("trains", "processes")):
+        return
+
+    def refuse(what):
+        def refused(*args, **kwargs):
+            pytest.fail(
+                f"this test {what}, yet is not marked so (extend TRAINS/STARTS in tests/conftest.py, "
+                f"or mark it @pytest.mark.{'trains' if what == 'trains a model' else 'processes'})"
+            )
+
+        return refused
+
+    # Imported before the patches: importing Keras the first time starts a process (platform.processor).
+    import keras
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse("starts a process"))
+    monkeypatch.setattr(os, "fork", refuse("starts a process"))
+    monkeypatch.setattr(keras.Model, "fit", refuse("trains a model"))
 
 
 @pytest.fixture(autouse=True)
@@ -82,11 +235,21 @@ def serving(command: list, port: int, log: Path, timeout_s: float = 120):
     stop it, and only it, by its process group when the block ends."""
     bin_dir = Path(sys.executable).parent
     # The venv's tools on PATH (mlflow models serve runs uvicorn from it); a clean stop on SIGTERM.
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # The caller's environment, not processes.env(): `mlflow models serve -m models:/...` finds the
+    # registry through the MLFLOW_TRACKING_URI that the test set.
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     with open(log, "w") as out:
-        server = subprocess.Popen([str(bin_dir / command[0]), *map(str, command[1:])], env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [str(bin_dir / command[0]), *map(str, command[1:])],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -96,9 +259,10 @@ def serving(command: list, port: int, log: Path, timeout_s: float = 120):
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                     if response.status == 200:
                         break
-            except OSError:
+            except OSError as err:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{command[0]} not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
+                    message = f"{command[0]} not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}"
+                    raise AssertionError(message) from err
                 time.sleep(0.5)
         yield server
     finally:

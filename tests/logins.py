@@ -11,8 +11,15 @@ import urllib.request
 from pathlib import Path
 
 
-def call(uri: str, method: str, path: str, login: tuple[str, str] | None = None, json: dict | None = None,
-         data: bytes | None = None, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+def call(
+    uri: str,
+    method: str,
+    path: str,
+    login: tuple[str, str] | None = None,
+    json: dict | None = None,
+    data: bytes | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
     """(status, body) of one request; an HTTP error is an answer too."""
     if json is not None:
         data = jsonlib.dumps(json).encode()

@@ -19,8 +19,16 @@ SERVER_SETTINGS = ("DB_URI", "ARTIFACTS", "SERVER_STATE", "TLS_CERT", "TLS_KEY")
 
 
 def env() -> dict:
+    """The environment of every process a test starts: this checkout's sweeplab, no store or server
+    settings of the caller's, quiet TensorFlow, output written as it comes (tests read it meanwhile)."""
     inherited = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
-    return {**inherited, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": ""}
+    return {
+        **inherited,
+        "PYTHONPATH": str(ROOT / "src"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "MLFLOW_TRACKING_URI": "",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 class Process:
@@ -29,8 +37,16 @@ class Process:
     def __init__(self, args: list, cwd: Path, log: Path, shell: bool = False, extra_env: dict | None = None):
         self.log = log
         with open(log, "w") as out:
-            self.proc = subprocess.Popen(args, cwd=cwd, env={**env(), **(extra_env or {})}, stdout=out,
-                                         stderr=subprocess.STDOUT, text=True, shell=shell, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env={**env(), **(extra_env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                shell=shell,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         return self.log.read_text()
@@ -57,8 +73,9 @@ def until(condition, timeout: float = 180, what: str = "", *alive: Process):
     while time.monotonic() < deadline:
         for process in alive:
             if process.proc.poll() is not None:
-                pytest.fail(f"{process.proc.args} exited ({process.proc.returncode}) before {what}:\n"
-                            f"{process.output()[-3000:]}")
+                pytest.fail(
+                    f"{process.proc.args} exited ({process.proc.returncode}) before {what}:\n{process.output()[-3000:]}"
+                )
         try:
             result = condition()
             if result:

@@ -18,9 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import unavailable
+from mlflow import MlflowClient
 from processes import Process, until
 
 pytestmark = pytest.mark.slow
@@ -30,33 +29,66 @@ TRIALS = 4
 
 # Trials of several seconds (tiny batches, one step per call), one at a time, so that a process
 # killed or stopped mid-trial is.
-SLOW_TRIALS = ("tuner.max_trials=2", "tuner.pack=1", "trainer.batch_size=4", "trainer.steps_per_execution=1",
-               "trainer.epochs=30", "trainer.early_stopping.enabled=false")
+SLOW_TRIALS = (
+    "tuner.max_trials=2",
+    "tuner.pack=1",
+    "trainer.batch_size=4",
+    "trainer.steps_per_execution=1",
+    "trainer.epochs=30",
+    "trainer.early_stopping.enabled=false",
+)
 # Trials of a few seconds, one at a time, for two agents that each wait, stopped, while the other
 # starts (`start_two_agents_that_both_train`): a lease that outlasts the other's start.
-SHARED_TRIALS = ("tuner.pack=1", "trainer.epochs=4", "trainer.batch_size=8", "trainer.steps_per_execution=1",
-                 "trainer.early_stopping.enabled=false", "tuner.oracle.lease_s=300", "tuner.oracle.wait_s=60")
+SHARED_TRIALS = (
+    "tuner.pack=1",
+    "trainer.epochs=4",
+    "trainer.batch_size=8",
+    "trainer.steps_per_execution=1",
+    "trainer.early_stopping.enabled=false",
+    "tuner.oracle.lease_s=300",
+    "tuner.oracle.wait_s=60",
+)
 # A short lease, so that a stalled process loses its trial within seconds, yet one that a healthy
 # process keeps on a loaded machine; shorter trials than SLOW_TRIALS (a stopped process is stopped
 # whatever the trial's length).
 SHORT_LEASE = ("tuner.oracle.lease_s=15", "tuner.oracle.wait_s=8")
-STALLED_TRIALS = ("tuner.max_trials=2", "tuner.pack=1", "trainer.batch_size=8", "trainer.steps_per_execution=1",
-                  "trainer.epochs=8", "trainer.early_stopping.enabled=false")
+STALLED_TRIALS = (
+    "tuner.max_trials=2",
+    "tuner.pack=1",
+    "trainer.batch_size=8",
+    "trainer.steps_per_execution=1",
+    "trainer.epochs=8",
+    "trainer.early_stopping.enabled=false",
+)
 AGENT_TAG = r"agent-[0-9a-f]{6}@" + re.escape(socket.gethostname()) + r":(\d+)"
 
 
 def start_chief(tmp_path: Path, processes: list, *extra: str, log: str = "chief.log", workers: int = 0) -> Process:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = [sys.executable, "-m", "sweeplab", f"tuner.workers={workers}", f"tuner.max_trials={TRIALS}",
-            "trainer.verbose=0", "ensemble=none", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "sweeplab",
+        f"tuner.workers={workers}",
+        f"tuner.max_trials={TRIALS}",
+        "trainer.verbose=0",
+        "ensemble=none",
+        f"tracking.uri={uri}",
+        f"state_dir={tmp_path / 'state'}",
+        *extra,
+    ]
     chief = Process(args, tmp_path, tmp_path / log)
     processes.append(chief)
     return chief
 
 
 def printed_agent_command(chief: Process) -> str:
-    found = until(lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()), 120,
-                  "the agent command", chief)
+    found = until(
+        lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()),
+        120,
+        "the agent command",
+        chief,
+    )
     command = found.group(1)
     assert " python -m sweeplab.agent " in command
     return command.replace(" python ", f" {sys.executable} ", 1)
@@ -99,8 +131,13 @@ def start_two_agents_that_both_train(start, running, *alive: Process) -> list[Pr
         (held,) = until(running, 300, "the second agent's trial", second, *alive)
         os.killpg(second.proc.pid, signal.SIGSTOP)
         os.killpg(first.proc.pid, signal.SIGCONT)
-        until(lambda: [r for r in running() if r.info.run_id != held.info.run_id], 300, "the first agent's trial",
-              first, *alive)
+        until(
+            lambda: [r for r in running() if r.info.run_id != held.info.run_id],
+            300,
+            "the first agent's trial",
+            first,
+            *alive,
+        )
     finally:
         for agent in (first, second):
             os.killpg(agent.proc.pid, signal.SIGCONT)
@@ -112,8 +149,9 @@ def two_agents_train_a_search(tmp_path, processes, wrap=lambda command: command)
     (the chief, the `sweeplab.worker` tags of the finished trials) once all have exited 0."""
     chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
     command = wrap(printed_agent_command(chief))
-    agents = start_two_agents_that_both_train(lambda name: start_agent(command, tmp_path, processes, name),
-                                              lambda: trial_runs(tmp_path, "RUNNING"), chief)
+    agents = start_two_agents_that_both_train(
+        lambda name: start_agent(command, tmp_path, processes, name), lambda: trial_runs(tmp_path, "RUNNING"), chief
+    )
     assert chief.wait() == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
@@ -125,7 +163,8 @@ def test_a_search_without_local_workers_is_trained_by_two_agents(tmp_path, proce
     # Each agent trained some (its tuner id, host and process).
     assert len(workers) == 2 and all(re.fullmatch(AGENT_TAG, w) for w in workers), workers
     search = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_run(
-        trial_runs(tmp_path)[0].data.tags["mlflow.parentRunId"])
+        trial_runs(tmp_path)[0].data.tags["mlflow.parentRunId"]
+    )
     assert re.fullmatch(r"127\.0\.0\.1:\d+", search.data.tags["sweeplab.oracle"])
     assert "Leaderboard (by val_accuracy; 4 of 4 finished trials)" in chief.output()
 
@@ -135,7 +174,8 @@ def test_two_agents_with_one_host_name_and_process_id_train_as_two(tmp_path, pro
     if shutil.which("unshare") is None or os.geteuid() != 0:
         unavailable("PID namespaces need util-linux's `unshare` and root")
     _, workers = two_agents_train_a_search(
-        tmp_path, processes, lambda command: f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}")
+        tmp_path, processes, lambda command: f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}"
+    )
     assert len(workers) == 2, workers
     # The same host name and the same process id (each started the same way in a namespace of its own).
     assert len({re.fullmatch(AGENT_TAG, w).group(1) for w in workers}) == 1, workers
@@ -151,8 +191,12 @@ def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processe
     lost_at = time.monotonic()
     lost_trial = running[0].data.tags["sweeplab.trial_id"]
 
-    failed = until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == running[0].info.run_id],
-                   60, "the lost trial's run to end FAILED", chief)
+    failed = until(
+        lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == running[0].info.run_id],
+        60,
+        "the lost trial's run to end FAILED",
+        chief,
+    )
     assert "agent lost" in failed[0].data.tags["sweeplab.failure"]
     assert time.monotonic() - lost_at < 60  # the 15 s lease, plus the chief's polling
 
@@ -173,12 +217,21 @@ def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_anoth
     (lost,) = until(lambda: trial_runs(tmp_path, "RUNNING"), 180, "the first agent's trial", stalled, chief)
     os.killpg(stalled.proc.pid, signal.SIGSTOP)
     try:
-        until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id], 60,
-              "the stalled agent's run to end FAILED", chief)
+        until(
+            lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id],
+            60,
+            "the stalled agent's run to end FAILED",
+            chief,
+        )
         owner = start_agent(command, tmp_path, processes, "owner")
         trial_id = lost.data.tags["sweeplab.trial_id"]
-        until(lambda: [r for r in trial_runs(tmp_path, "RUNNING") if r.data.tags["sweeplab.trial_id"] == trial_id],
-              180, "the new owner's run of the lost trial", owner, chief)
+        until(
+            lambda: [r for r in trial_runs(tmp_path, "RUNNING") if r.data.tags["sweeplab.trial_id"] == trial_id],
+            180,
+            "the new owner's run of the lost trial",
+            owner,
+            chief,
+        )
     finally:
         os.killpg(stalled.proc.pid, signal.SIGCONT)
     # Its writes of the trial are done once it has rejoined, or found the search over.
@@ -203,8 +256,12 @@ def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(t
     pid = int(lost.data.tags["sweeplab.worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGSTOP)
     try:
-        until(lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id], 60,
-              "the stalled worker's run to end FAILED", chief)
+        until(
+            lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id],
+            60,
+            "the stalled worker's run to end FAILED",
+            chief,
+        )
     finally:
         os.kill(pid, signal.SIGCONT)
     assert chief.wait() == 0, chief.output()[-3000:]
@@ -231,8 +288,9 @@ def test_a_killed_chief_stops_its_agents_and_a_rerun_resumes(tmp_path, processes
     assert not trial_runs(tmp_path, "RUNNING")
 
     again = start_chief(tmp_path, processes, *extra, log="chief-again.log")  # the same command
-    assert "resuming search" in until(lambda: "resuming search" in again.output() and again.output(), 120,
-                                      "the search to resume", again)
+    assert "resuming search" in until(
+        lambda: "resuming search" in again.output() and again.output(), 120, "the search to resume", again
+    )
     rejoined = start_agent(printed_agent_command(again), tmp_path, processes, "rejoined")
     assert again.wait() == 0, again.output()[-3000:]
     assert rejoined.wait(60) == 0

@@ -13,7 +13,14 @@ from sweeplab.errors import DataError
 
 def data_config(name, **overrides):
     settings = dict(
-        name=name, val_fraction=0.2, test_fraction=0.2, standardize=True, path=None, inputs=None, targets=None, download=False
+        name=name,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        standardize=True,
+        path=None,
+        inputs=None,
+        targets=None,
+        download=False,
     )
     settings.update(overrides)
     return SimpleNamespace(**settings)
@@ -54,9 +61,9 @@ def test_splits_hold_raw_inputs_and_standardization_uses_train_statistics_only()
 
 def test_the_model_standardizes_raw_inputs_itself():
     """The first layer of every family does what `standardized` does, so logged models take raw inputs."""
-    from sweeplab.models.blocks import model_inputs
-
     import keras
+
+    from sweeplab.models.blocks import model_inputs
 
     dataset = data.load(data_config("digits"), seed=0)
     inputs, tensors = model_inputs(dataset)
@@ -93,7 +100,7 @@ def test_mnist_loads_from_a_local_npz(tmp_path):
     path = tmp_path / "mnist.npz"
     write_mnist(path)
     dataset = data.load(data_config("mnist", path=str(path), val_fraction=0.1, test_fraction=0.1), seed=0)
-    assert dataset.input_shape == (28, 28, 1)
+    assert dataset.inputs[0].shape == (28, 28, 1)
     assert dataset.num_classes == 10
     assert len(dataset.train) + len(dataset.val) + len(dataset.test) == 100
 
@@ -111,7 +118,9 @@ def test_npz_loads_declared_inputs_and_targets(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "arrays.npz"
     np.savez(path, pixels=rng.random((60, 4, 4, 1)), label=np.arange(60) % 3, size=rng.random(60))
-    cfg = data_config("npz", path=str(path), inputs={"image": "pixels"}, targets={"label": "classification", "size": "regression"})
+    cfg = data_config(
+        "npz", path=str(path), inputs={"image": "pixels"}, targets={"label": "classification", "size": "regression"}
+    )
     dataset = data.load(cfg, seed=0)
     assert dataset.inputs == [data.Input("image", (4, 4, 1))]
     assert dataset.targets == [data.Target("label", "classification", 3), data.Target("size", "regression")]
@@ -138,7 +147,10 @@ def test_csv_loads_named_inputs_and_targets(tmp_path):
     path = tmp_path / "table.csv"
     write_csv(path)
     cfg = data_config(
-        "csv", path=str(path), inputs={"main": ["a", "b"], "extra": ["c"]}, targets={"kind": "classification", "weight": "regression"}
+        "csv",
+        path=str(path),
+        inputs={"main": ["a", "b"], "extra": ["c"]},
+        targets={"kind": "classification", "weight": "regression"},
     )
     dataset = data.load(cfg, seed=0)
     assert [(i.name, i.shape) for i in dataset.inputs] == [("main", (2,)), ("extra", (1,))]

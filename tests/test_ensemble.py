@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CONF_DIR, TINY
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import CONF_DIR, TINY
 from sweeplab.ensemble import selection
-from sweeplab.tracking import predictions
 from sweeplab.errors import EnsembleError
+from sweeplab.tracking import predictions
 
 REGISTERED = "test-ensemble"
 
@@ -116,8 +116,10 @@ def test_predictions_of_a_multi_output_net_are_stored_per_head():
     hidden = keras.layers.Dense(4)(inputs)
     model = keras.Model(
         inputs,
-        {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
-         "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
+        {
+            "cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+            "alcohol": keras.layers.Dense(1, name="alcohol")(hidden),
+        },
     )
 
     class TwoHeads:
@@ -127,7 +129,12 @@ def test_predictions_of_a_multi_output_net_are_stored_per_head():
     arrays = predictions.collect(model, TwoHeads)
     saved = predictions.Predictions(arrays)
     assert saved.heads == ["alcohol", "cultivar"]
-    assert saved.shapes() == {"val/alcohol": (5, 1), "val/cultivar": (5, 3), "test/alcohol": (5, 1), "test/cultivar": (5, 3)}
+    assert saved.shapes() == {
+        "val/alcohol": (5, 1),
+        "val/cultivar": (5, 3),
+        "test/alcohol": (5, 1),
+        "test/cultivar": (5, 3),
+    }
     assert set(arrays) >= {"y_val/cultivar", "y_test/alcohol"}
 
 
@@ -138,8 +145,10 @@ def test_saved_outputs_match_predict_for_dict_inputs_across_slices():
     hidden = keras.layers.Dense(4, activation="relu")(keras.layers.Concatenate()([chemistry, color]))
     model = keras.Model(
         {"chemistry": chemistry, "color": color},
-        {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
-         "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
+        {
+            "cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+            "alcohol": keras.layers.Dense(1, name="alcohol")(hidden),
+        },
     )
     rng = np.random.default_rng(0)
     x = {"chemistry": rng.normal(size=(7, 3)).astype("float32"), "color": rng.integers(0, 2, (7, 1)).astype("float32")}
@@ -169,8 +178,14 @@ def sweep(tmp_path_factory):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(
                 "config",
-                overrides=[*TINY, "tuner.max_trials=3", f"tracking.uri={uri}", f"state_dir={root / 'state'}",
-                           "tracking.experiment=ens", f"ensemble.registered_model={REGISTERED}"],
+                overrides=[
+                    *TINY,
+                    "tuner.max_trials=3",
+                    f"tracking.uri={uri}",
+                    f"state_dir={root / 'state'}",
+                    "tracking.experiment=ens",
+                    f"ensemble.registered_model={REGISTERED}",
+                ],
             )
         GlobalHydra.instance().clear()
         result = run(cfg)
@@ -261,8 +276,8 @@ def test_logged_model_reproduces_the_recorded_test_metric(sweep):
 
     import mlflow
 
-    from sweeplab.data import datasets as data
     from sweeplab.config.validation import validate
+    from sweeplab.data import datasets as data
 
     run_id = sweep["result"].ensemble_run_id
     mlflow.set_tracking_uri(sweep["uri"])
@@ -281,11 +296,14 @@ def test_each_build_registers_a_new_version(sweep):
     client = sweep["client"]
     versions = client.search_model_versions(f"name='{REGISTERED}'")
     assert [v.run_id for v in versions] == [sweep["result"].ensemble_run_id]
-    again = ensemble.build(client, sweep["result"].experiment_id, top_k=2, method="optimize",
-                           registered_model=REGISTERED)
+    again = ensemble.build(
+        client, sweep["result"].experiment_id, top_k=2, method="optimize", registered_model=REGISTERED
+    )
     assert again.registered.startswith(f"{REGISTERED} version 2")
     assert {v.run_id for v in client.search_model_versions(f"name='{REGISTERED}'")} == {
-        sweep["result"].ensemble_run_id, again.run_id}
+        sweep["result"].ensemble_run_id,
+        again.run_id,
+    }
     # The alias moves only to a version that is better on validation.
     first = client.get_run(sweep["result"].ensemble_run_id).data.metrics["ensemble_val_accuracy"]
     champion = client.get_model_version_by_alias(REGISTERED, "champion")
@@ -305,7 +323,6 @@ def test_one_candidate_gets_all_the_weight(sweep):
 def _copy_trial(client, source_run_id: str, experiment_id: str, arrays: dict, score: float) -> str:
     """A finished trial run holding `source`'s logged model and the given predictions."""
     from sweeplab.tracking import batches, tags
-
     from sweeplab.tracking.logged_models import download_model, log_model
 
     run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "mlp"})
@@ -362,8 +379,12 @@ def test_ensemble_command_filters_by_family(sweep, capsys):
     code = ensemble_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "inception"])
     assert code == 2
     assert "matching family in ['inception']" in capsys.readouterr().err
-    assert ensemble_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "mlp",
-                          "--top-k", "2", "--no-register"]) == 0
+    assert (
+        ensemble_main(
+            ["--experiment", "ens", "--tracking-uri", sweep["uri"], "--family", "mlp", "--top-k", "2", "--no-register"]
+        )
+        == 0
+    )
     assert "Ensemble (MLflow run" in capsys.readouterr().out
 
 
@@ -390,8 +411,10 @@ def test_report_command_with_no_log_writes_plots_and_logs_no_run(sweep, capsys, 
     before = {r.info.run_id for r in report_runs()}
     runs_before = len(client.search_runs([experiment_id], max_results=1000))
     folder = tmp_path / "plots"
-    assert report_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--no-log",
-                        "--output-dir", str(folder)]) == 0
+    assert (
+        report_main(["--experiment", "ens", "--tracking-uri", sweep["uri"], "--no-log", "--output-dir", str(folder)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Leaderboard (by val_accuracy; 3 of 3 finished trials)" in out
     names = {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
@@ -416,10 +439,13 @@ print("exit", code, "heavy", heavy)
 """
 
 
-@pytest.mark.parametrize("module, options", [
-    ("sweeplab.ensemble", ["--experiment", "--top-k", "--method", "--family", "--no-register"]),
-    ("sweeplab.report", ["--experiment", "--rows", "--family", "--no-log", "--output-dir"]),
-])
+@pytest.mark.parametrize(
+    "module, options",
+    [
+        ("sweeplab.ensemble", ["--experiment", "--top-k", "--method", "--family", "--no-register"]),
+        ("sweeplab.report", ["--experiment", "--rows", "--family", "--no-log", "--output-dir"]),
+    ],
+)
 def test_commands_help_prints_usage_without_importing_tensorflow_or_mlflow(module, options):
     """`python -m sweeplab.ensemble --help` / `sweeplab.report --help` answer from argparse
     alone: their usage and options, exit 0, with none of TensorFlow, Keras or MLflow imported."""
@@ -427,8 +453,9 @@ def test_commands_help_prints_usage_without_importing_tensorflow_or_mlflow(modul
     import sys
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", HELP_PROBE.format(module=module)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE.format(module=module)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"usage: python -m {module}" in done.stdout
     for option in options:
@@ -436,42 +463,49 @@ def test_commands_help_prints_usage_without_importing_tensorflow_or_mlflow(modul
     assert done.stdout.strip().splitlines()[-1] == "exit 0 heavy []"
 
 
-def test_multi_output_ensemble_model_averages_each_head(sweep):
-    """Two real two-head nets as trials: the logged ensemble returns {head: weighted average}."""
+def log_two_head_trial(client, experiment_id: str, seed: int, x, targets):
+    """A real two-head net logged as a finished trial with its predictions; returns the net."""
     import keras
-    import mlflow
 
     from sweeplab.data.datasets import Split
-    from sweeplab.ensemble import builder as ensemble
     from sweeplab.tracking import batches, tags
     from sweeplab.tracking.logged_models import log_keras_model
+
+    class TwoHeads:
+        val = test = Split({"features": x}, targets)
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    net = keras.Model(
+        inputs,
+        {
+            "cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
+            "alcohol": keras.layers.Dense(1, name="alcohol")(hidden),
+        },
+    )
+    run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "multi_output"})
+    log_keras_model(client, experiment_id, run.info.run_id, net, x[:5])
+    batches.log_bytes(
+        client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)), predictions.ARTIFACT
+    )
+    batches.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return net
+
+
+def test_multi_output_ensemble_model_averages_each_head(sweep):
+    """Two real two-head nets as trials: the logged ensemble returns {head: weighted average}."""
+    import mlflow
+
+    from sweeplab.ensemble import builder as ensemble
 
     client = sweep["client"]
     experiment_id = client.create_experiment("two-heads")
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 3)).astype("float32")
     targets = {"cultivar": rng.integers(0, 3, 40), "alcohol": rng.normal(size=40)}
-
-    class TwoHeads:
-        val = test = Split({"features": x}, targets)
-
-    nets = []
-    for seed in (1, 2):
-        keras.utils.set_random_seed(seed)
-        inputs = keras.Input((3,))
-        hidden = keras.layers.Dense(8, activation="relu")(inputs)
-        net = keras.Model(
-            inputs,
-            {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(hidden),
-             "alcohol": keras.layers.Dense(1, name="alcohol")(hidden)},
-        )
-        run = client.create_run(experiment_id, tags={tags.ROLE: "trial", tags.FAMILY: "multi_output"})
-        log_keras_model(client, experiment_id, run.info.run_id, net, x[:5])
-        batches.log_bytes(client, run.info.run_id, predictions.to_bytes(predictions.collect(net, TwoHeads)),
-                           predictions.ARTIFACT)
-        batches.log_metrics(client, run.info.run_id, {"final_val_loss": float(seed)})
-        client.set_terminated(run.info.run_id, "FINISHED")
-        nets.append(net)
+    nets = [log_two_head_trial(client, experiment_id, seed, x, targets) for seed in (1, 2)]
 
     # Minimizing the summed loss of both heads.
     built = ensemble.build(client, experiment_id, objective="val_loss", maximize=False, method="optimize")
@@ -483,5 +517,7 @@ def test_multi_output_ensemble_model_averages_each_head(sweep):
     runs = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial'", order_by=["attributes.start_time ASC"])
     weights = [order.get(r.info.run_id, 0.0) for r in runs]
     for head in ("cultivar", "alcohol"):
-        expected = sum(w * np.asarray(net.predict(x, verbose=0)[head], dtype="float64") for w, net in zip(weights, nets))
+        expected = sum(
+            w * np.asarray(net.predict(x, verbose=0)[head], dtype="float64") for w, net in zip(weights, nets)
+        )
         np.testing.assert_allclose(outputs[head], expected, rtol=1e-5, atol=1e-6)

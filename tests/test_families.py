@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import TINY
 
+from sweeplab.config.validation import validate
 from sweeplab.errors import ConfigError, DataError
 from sweeplab.models.mlp_variant import variant_spec
-from sweeplab.config.validation import validate
 
 ONE_TRIAL = ["tuner.max_trials=1", "trainer.epochs=1", "trainer.verbose=0"]
 
@@ -21,8 +21,28 @@ ONE_TRIAL = ["tuner.max_trials=1", "trainer.epochs=1", "trainer.verbose=0"]
 
 # README, "The lab variants": depth 1..4 by blocks of five; odd N tanh + Glorot + batch
 # norm before the activation, even N sigmoid + He + batch norm after.
-DEPTH = {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 2, 8: 2, 9: 2, 10: 2,
-         11: 3, 12: 3, 13: 3, 14: 3, 15: 3, 16: 4, 17: 4, 18: 4, 19: 4, 20: 4}
+DEPTH = {
+    1: 1,
+    2: 1,
+    3: 1,
+    4: 1,
+    5: 1,
+    6: 2,
+    7: 2,
+    8: 2,
+    9: 2,
+    10: 2,
+    11: 3,
+    12: 3,
+    13: 3,
+    14: 3,
+    15: 3,
+    16: 4,
+    17: 4,
+    18: 4,
+    19: 4,
+    20: 4,
+}
 ODD = ("tanh", "GlorotUniform", ["Dense", "BatchNormalization", "Activation"])
 EVEN = ("sigmoid", "HeNormal", ["Dense", "Activation", "BatchNormalization"])
 
@@ -86,14 +106,21 @@ def load_data(name="digits"):
     from sweeplab.data import datasets as data
 
     cfg = SimpleNamespace(
-        name=name, val_fraction=0.2, test_fraction=0.2, standardize=True, path=None, inputs=None, targets=None, download=False
+        name=name,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        standardize=True,
+        path=None,
+        inputs=None,
+        targets=None,
+        download=False,
     )
     return data.load(cfg, seed=0)
 
 
 def build(family_name, dataset, overrides=(), **values):
-    from sweeplab.models import get_family
     from sweeplab.config.validation import typed
+    from sweeplab.models import get_family
 
     family = get_family(family_name)
     cfg = typed(family.Config, dict(overrides), "model")
@@ -198,7 +225,13 @@ def load_logged(run_id):
     [
         ["model=inception", "tuner=random", "model.space.modules=1", "model.space.filters=4"],
         ["model=residual", "tuner=hyperband", "tuner.max_epochs=1", "model.space.blocks=1", "model.space.filters=4"],
-        ["model=residual", "data=wine_multi", "tuner=grid", "tuner.objective=val_cultivar_accuracy", "model.space.blocks=1"],
+        [
+            "model=residual",
+            "data=wine_multi",
+            "tuner=grid",
+            "tuner.objective=val_cultivar_accuracy",
+            "model.space.blocks=1",
+        ],
     ],
     ids=["inception-random-digits", "residual-hyperband-digits", "residual-grid-wine"],
 )
@@ -305,7 +338,12 @@ def test_bad_csv_fails_before_any_run(problem, store, make_config, tmp_path):
         rows[3] = "2,two,0"
     table.write_text("\n".join(rows) + "\n")
     columns = "[a, c]" if problem == "missing column" else "[a, b]"
-    overrides = ["data=csv", f"data.path={table}", f"data.inputs={{features: {columns}}}", "data.targets={label: classification}"]
+    overrides = [
+        "data=csv",
+        f"data.path={table}",
+        f"data.inputs={{features: {columns}}}",
+        "data.targets={label: classification}",
+    ]
     with pytest.raises(DataError, match="'c'" if problem == "missing column" else "'two'"):
         run(make_config([*TINY, *store["overrides"], *overrides]))
     assert_no_store(tmp_path)

@@ -1,12 +1,11 @@
 """Hardening: no secret in anything logged or written, writes retried without
 duplicates, an oracle that answers only its own search, queries that never
-truncate, memory released between searches, a search identity that is an
+truncate (memory released after a search: test_search.py), a search identity that is an
 explicit allow-list, and what Keras Tuner scored with several executions; a trial's run
 ended once (finished or failed, never both) and soon, whatever its store does."""
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import threading
@@ -14,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CONF_DIR, ROOT, TINY
 from mlflow import MlflowClient
 
-from conftest import CONF_DIR, TINY
 from sweeplab.app import run
 
 SECRET = "s3cretpw"
@@ -38,11 +37,18 @@ def _texts_under(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_password_in_the_tracking_uri_reaches_no_param_tag_artifact_or_file(postgres_uri, make_config, tmp_path,
-                                                                             monkeypatch, capsys):
+def test_a_password_in_the_tracking_uri_reaches_no_param_tag_artifact_or_file(
+    postgres_uri, make_config, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
-    overrides = [*TINY, f"tracking.uri={postgres_uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
-                 f"state_dir={tmp_path / 'state'}", "tuner.workers=2", "ensemble.registered_model=secret-test"]
+    overrides = [
+        *TINY,
+        f"tracking.uri={postgres_uri}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"state_dir={tmp_path / 'state'}",
+        "tuner.workers=2",
+        "ensemble.registered_model=secret-test",
+    ]
     result = run(make_config(overrides), overrides=overrides)
     assert result.finished == 2
     printed = capsys.readouterr()
@@ -70,9 +76,8 @@ def test_a_password_in_the_tracking_uri_reaches_no_param_tag_artifact_or_file(po
 @pytest.fixture
 def dropped(monkeypatch):
     """What MLflow's HTTP client raises when a connection drops (a real one, to a closed port)."""
-    from mlflow.exceptions import MlflowException
-
     from conftest import free_port
+    from mlflow.exceptions import MlflowException
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(MlflowException) as raised:
@@ -234,13 +239,15 @@ def test_a_trial_run_that_cannot_be_set_up_ends_failed_not_running(store, droppe
     (made,) = raw.search_runs([raw.get_experiment_by_name("ends").experiment_id], "tags.`sweeplab.role` = 'trial'")
     assert made.info.status == "FAILED"
     assert made.data.tags["sweeplab.failure"].startswith(
-        "its parameters or data sets could not be logged: MlflowException: API request to http://127.0.0.1")
+        "its parameters or data sets could not be logged: MlflowException: API request to http://127.0.0.1"
+    )
 
 
 def test_abandoning_a_pack_takes_seconds_even_with_the_store_down_and_the_writer_stuck(store, monkeypatch):
     """A worker that lost its chief ends every run it trains before it exits: each gets a short
     budget, all at once, none waits for the writer thread (stuck behind a store that hangs)."""
     from conftest import free_port
+
     from sweeplab.search.tuning import ABANDON_S, TrackedTrials
     from sweeplab.tracking import writer
     from sweeplab.tracking.store import RetryingClient
@@ -248,11 +255,11 @@ def test_abandoning_a_pack_takes_seconds_even_with_the_store_down_and_the_writer
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     runs = trial_runs_of(store["uri"], count=8)
     down = RetryingClient(MlflowClient(f"http://127.0.0.1:{free_port()}"), budget_s=150)
-    for run in runs[4:]:
-        run.client = down  # the store these runs write to has gone away
+    for trial_run in runs[4:]:
+        trial_run.client = down  # the store these runs write to has gone away
     stuck = threading.Event()
-    for run in runs:
-        run.epochs.pending.append(writer.submit(stuck.wait, 300))
+    for trial_run in runs:
+        trial_run.epochs.pending.append(writer.submit(stuck.wait, 300))
     tuner = TrackedTrials.__new__(TrackedTrials)
     tuner.training_runs = runs
     started = time.monotonic()
@@ -263,8 +270,8 @@ def test_abandoning_a_pack_takes_seconds_even_with_the_store_down_and_the_writer
     stuck.set()
     assert not abandoning.is_alive() and took < ABANDON_S + 5, took
     raw = MlflowClient(store["uri"])
-    for run in runs[:4]:
-        ended = raw.get_run(run.run_id)
+    for trial_run in runs[:4]:
+        ended = raw.get_run(trial_run.run_id)
         assert ended.info.status == "FAILED" and ended.data.tags["sweeplab.failure"] == "the chief is gone (test)"
     search = runs[0].search
     assert sorted(search.unclosed) == ["4", "5", "6", "7"]
@@ -320,9 +327,10 @@ def test_searches_that_log_the_same_data_set_at_once_all_link_it(store, make_con
 
 
 def test_the_oracle_answers_only_calls_with_the_search_token(tmp_path):
+    from concurrent import futures
+
     import grpc
     import keras_tuner as kt
-    from concurrent import futures
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
@@ -350,15 +358,6 @@ def test_the_oracle_answers_only_calls_with_the_search_token(tmp_path):
         assert trial.trial_id in oracle.trials
     finally:
         server.stop(grace=None)
-
-
-# --- memory between searches -------------------------------------------------------------
-
-
-def test_a_search_leaves_nothing_frozen_out_of_the_garbage_collector(store, make_config):
-    overrides = [*TINY, *store["overrides"], "ensemble=none"]
-    run(make_config(overrides))
-    assert gc.get_freeze_count() == 0
 
 
 # --- search identity ---------------------------------------------------------------------
@@ -429,7 +428,7 @@ def test_every_declared_dependency_that_sweeplab_imports_is_installed():
     """scipy (the ensemble optimizer) and psycopg (PostgreSQL stores) are direct dependencies."""
     import tomllib
 
-    declared = tomllib.loads((CONF_DIR.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {d.split("==")[0].split("[")[0].strip() for d in declared}
     assert {"scipy", "psycopg"} <= names
-    assert os.path.exists(CONF_DIR.parent / "requirements.lock")
+    assert os.path.exists(ROOT / "requirements.lock")

@@ -13,10 +13,9 @@ import sys
 import uuid
 
 import pytest
-from mlflow import MlflowClient
-
 from certs import self_signed
 from conftest import unavailable
+from mlflow import MlflowClient
 from processes import Process, until
 
 pytestmark = pytest.mark.slow
@@ -58,8 +57,11 @@ def hosts():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         unavailable(f"cannot make network namespaces here: {err.stderr.decode().strip()}")
-    yield {"server": f"{subnet}.1", **{n: f"{subnet}.{last}" for n, last in names.items()},
-           **{f"ns:{n}": f"sw{tag}{n}" for n in names}}
+    yield {
+        "server": f"{subnet}.1",
+        **{n: f"{subnet}.{last}" for n, last in names.items()},
+        **{f"ns:{n}": f"sw{tag}{n}" for n in names},
+    }
     for ns in made:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     subprocess.run(["ip", "link", "del", bridge], capture_output=True)
@@ -69,34 +71,94 @@ def in_namespace(hosts: dict, name: str, *command: str) -> list[str]:
     return ["ip", "netns", "exec", hosts[f"ns:{name}"], *command]
 
 
-def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts, tmp_path, processes, postgres,
-                                                                        monkeypatch):
+def start_server(hosts: dict, tmp_path, processes: list, postgres) -> str:
+    """The tracking server on the bridge's host side (basic auth, PostgreSQL behind it); its URI."""
     from conftest import free_port
-    from test_agents import start_two_agents_that_both_train
 
     port = free_port()
-    server = Process([sys.executable, "-m", "sweeplab.tracking.server", "--host", hosts["server"], "--port", str(port)],
-                     tmp_path, tmp_path / "server.log",
-                     extra_env={"DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}",
-                                "ARTIFACTS": str(tmp_path / "artifacts"), "SWEEPLAB_ADMIN_PASSWORD": PASSWORD})
+    server = Process(
+        [sys.executable, "-m", "sweeplab.tracking.server", "--host", hosts["server"], "--port", str(port)],
+        tmp_path,
+        tmp_path / "server.log",
+        extra_env={
+            "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}",
+            "ARTIFACTS": str(tmp_path / "artifacts"),
+            "SWEEPLAB_ADMIN_PASSWORD": PASSWORD,
+        },
+    )
     processes.append(server)
     until(lambda: "MLflow tracking server ready" in server.output(), 120, "the server", server)
-    uri = f"http://{hosts['server']}:{port}"
+    return f"http://{hosts['server']}:{port}"
 
+
+def start_chief(hosts: dict, tmp_path, processes: list, uri: str) -> Process:
+    """The search in the chief's namespace, its oracle on that namespace's address over TLS, no workers of its own."""
     (tmp_path / "chief").mkdir()
     cert, key = self_signed(tmp_path / "chief", hosts["chief"])  # names the address agents connect to
-    chief = Process(in_namespace(hosts, "chief", sys.executable, "-m", "sweeplab", "tracking=server",
-                                 f"tracking.uri={uri}", "tuner.workers=0", f"tuner.oracle.host={hosts['chief']}",
-                                 f"tuner.oracle.tls_cert={cert}", f"tuner.oracle.tls_key={key}",
-                                 # One trial at a time, a few seconds each; a lease that outlasts an agent's
-                                 # wait, stopped, while the other starts.
-                                 "tuner.max_trials=4", "tuner.pack=1", "trainer.epochs=4", "trainer.batch_size=8",
-                                 "trainer.early_stopping.enabled=false", "trainer.verbose=0", "ensemble=none",
-                                 "tuner.oracle.lease_s=300", "tuner.oracle.wait_s=60"),
-                    tmp_path / "chief", tmp_path / "chief.log", extra_env=LOGIN)
+    chief = Process(
+        in_namespace(
+            hosts,
+            "chief",
+            sys.executable,
+            "-m",
+            "sweeplab",
+            "tracking=server",
+            f"tracking.uri={uri}",
+            "tuner.workers=0",
+            f"tuner.oracle.host={hosts['chief']}",
+            f"tuner.oracle.tls_cert={cert}",
+            f"tuner.oracle.tls_key={key}",
+            # One trial at a time, a few seconds each; a lease that outlasts an agent's
+            # wait, stopped, while the other starts.
+            "tuner.max_trials=4",
+            "tuner.pack=1",
+            "trainer.epochs=4",
+            "trainer.batch_size=8",
+            "trainer.early_stopping.enabled=false",
+            "trainer.verbose=0",
+            "ensemble=none",
+            "tuner.oracle.lease_s=300",
+            "tuner.oracle.wait_s=60",
+        ),
+        tmp_path / "chief",
+        tmp_path / "chief.log",
+        extra_env=LOGIN,
+    )
     processes.append(chief)
-    found = until(lambda: re.search(r"python -m sweeplab\.agent (\w+) --tracking-uri (\S+)", chief.output()), 120,
-                  "the agent command", chief)
+    return chief
+
+
+def agent_starter(hosts: dict, tmp_path, processes: list, run_id: str, uri: str):
+    """start(namespace name): an agent in that namespace joining the search `run_id`."""
+
+    def start(name: str) -> Process:
+        (tmp_path / name).mkdir()
+        # No certificate given: the agent trusts the one the search logged on its run.
+        agent = Process(
+            in_namespace(hosts, name, sys.executable, "-m", "sweeplab.agent", run_id, "--tracking-uri", uri),
+            tmp_path / name,
+            tmp_path / f"{name}.log",
+            extra_env=LOGIN,
+        )
+        processes.append(agent)
+        return agent
+
+    return start
+
+
+def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(
+    hosts, tmp_path, processes, postgres, monkeypatch
+):
+    from test_agents import start_two_agents_that_both_train
+
+    uri = start_server(hosts, tmp_path, processes, postgres)
+    chief = start_chief(hosts, tmp_path, processes, uri)
+    found = until(
+        lambda: re.search(r"python -m sweeplab\.agent (\w+) --tracking-uri (\S+)", chief.output()),
+        120,
+        "the agent command",
+        chief,
+    )
     run_id = found.group(1)
     assert "oracle calls use TLS" in chief.output()
     for key, value in LOGIN.items():
@@ -105,17 +167,11 @@ def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts,
     client = MlflowClient(uri)
     experiment_id = client.get_run(run_id).info.experiment_id
 
-    def start(name: str) -> Process:
-        (tmp_path / name).mkdir()
-        # No certificate given: the agent trusts the one the search logged on its run.
-        agent = Process(in_namespace(hosts, name, sys.executable, "-m", "sweeplab.agent", run_id, "--tracking-uri", uri),
-                        tmp_path / name, tmp_path / f"{name}.log", extra_env=LOGIN)
-        processes.append(agent)
-        return agent
-
     agents = start_two_agents_that_both_train(
-        start, lambda: client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial' and attributes.status = "
-                                          "'RUNNING'"), chief)
+        agent_starter(hosts, tmp_path, processes, run_id, uri),
+        lambda: client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial' and attributes.status = 'RUNNING'"),
+        chief,
+    )
     assert chief.wait(300) == 0, chief.output()[-3000:]
     for agent in agents:
         assert agent.wait(60) == 0, agent.output()[-3000:]
@@ -134,10 +190,25 @@ def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(hosts,
 
 def test_an_oracle_off_loopback_without_tls_says_it_is_in_clear(hosts, tmp_path, processes):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    chief = Process(in_namespace(hosts, "chief", sys.executable, "-m", "sweeplab", f"tracking.uri={uri}",
-                                 "tuner.workers=0", f"tuner.oracle.host={hosts['chief']}", "ensemble=none"),
-                    tmp_path, tmp_path / "chief.log", extra_env={"SWEEPLAB_ORACLE_TOKEN": TOKEN})
+    chief = Process(
+        in_namespace(
+            hosts,
+            "chief",
+            sys.executable,
+            "-m",
+            "sweeplab",
+            f"tracking.uri={uri}",
+            "tuner.workers=0",
+            f"tuner.oracle.host={hosts['chief']}",
+            "ensemble=none",
+        ),
+        tmp_path,
+        tmp_path / "chief.log",
+        extra_env={"SWEEPLAB_ORACLE_TOKEN": TOKEN},
+    )
     processes.append(chief)
     until(lambda: "agents join from any machine" in chief.output(), 120, "the agent command", chief)
-    assert (f"WARNING: the oracle at {hosts['chief']}:" in chief.output()
-            and "the oracle token and every trial cross the network in clear" in chief.output())
+    assert (
+        f"WARNING: the oracle at {hosts['chief']}:" in chief.output()
+        and "the oracle token and every trial cross the network in clear" in chief.output()
+    )

@@ -79,9 +79,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def allowed_imports(subpackage: str) -> set[str]:
     doc = ast.get_docstring(ast.parse((PACKAGE / subpackage / "__init__.py").read_text())) or ""
-    lines = [line for line in doc.splitlines() if line.startswith("May import:")]
-    assert lines, f"sweeplab/{subpackage}/__init__.py: its docstring has no 'May import: ...' line"
-    names = lines[0].removeprefix("May import:").strip().rstrip(".")
+    # The paragraph that starts "May import:" (it may wrap).
+    found = [part for part in doc.split("\n\n") if part.startswith("May import:")]
+    assert found, f"sweeplab/{subpackage}/__init__.py: its docstring has no 'May import: ...' paragraph"
+    names = " ".join(found[0].split()).removeprefix("May import:").strip().rstrip(".")
     return {name.strip() for name in names.split(",") if name.strip()}
 
 
@@ -97,7 +98,9 @@ def test_relative_and_package_imports_are_resolved(tmp_path, monkeypatch):
     module.write_text("from . import training\nfrom ..tracking import runs\nfrom sweeplab import report\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "sweeplab")
     assert {unit_of(name) for name in sweeplab_imports(module)} == {
-        "sweeplab.search", "sweeplab.tracking", "sweeplab.report"
+        "sweeplab.search",
+        "sweeplab.tracking",
+        "sweeplab.report",
     }
 
 
@@ -124,3 +127,16 @@ def test_errors_are_the_lowest_layer():
 
 def test_the_tree_has_one_subpackage_per_stage_of_the_flow():
     assert {"config", "data", "space", "models", "search", "tracking", "ensemble", "report"} <= set(SUBPACKAGES)
+
+
+def test_no_function_in_src_bench_or_tests_is_over_50_lines():
+    """Counted from `def` to its last line; a longer function is split along its seams."""
+    root = PACKAGE.parents[1]
+    too_long = [
+        f"{path.relative_to(root)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for folder in ("src", "bench", "tests")
+        for path in sorted((root / folder).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 50
+    ]
+    assert too_long == []

@@ -1,14 +1,12 @@
 """Hydra multiruns: one search per combination, all in one MLflow experiment, then
 the leaderboard across all searches and one ensemble across the jobs."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 from mlflow import MlflowClient
-
-from conftest import ROOT
+from processes import env
 
 TINY_CLI = ["++tuner.max_epochs=2", "tuner.max_trials=2", "trainer.epochs=2", "trainer.verbose=0"]
 ALL_SEARCHES = "[sweeplab] experiment 'multi', all searches"
@@ -16,12 +14,10 @@ ALL_SEARCHES = "[sweeplab] experiment 'multi', all searches"
 
 def _multirun(tmp_path, sweep: list[str], *extra):
     """`python -m sweeplab -m SWEEP ...` into experiment 'multi'; (client, stdout)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
         [sys.executable, "-m", "sweeplab", "-m", *sweep, *TINY_CLI, "tracking.experiment=multi", *extra],
         cwd=tmp_path,
-        env=env,
+        env=env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -50,16 +46,9 @@ def _table(lines: list[str]) -> list[dict[str, str]]:
     return rows
 
 
-def _check_end_product(client, stdout: str, group: str, choices: list[str], choice_of) -> dict:
-    """One FINISHED search per job, tagged with its choice; the cross-job leaderboard;
-    one ensemble across the jobs. `choice_of(search run)` reads a search's choice from its tags.
-    Returns {search run id: its choice}, the trials and the ensemble run."""
-    experiment = client.get_experiment_by_name("multi")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    by_role = {}
-    for run in runs:
-        by_role.setdefault(run.data.tags.get("sweeplab.role"), []).append(run)
-
+def _check_searches_and_trials(by_role: dict, group: str, choices: list[str], choice_of) -> tuple[dict, list]:
+    """One FINISHED search per job, tagged with its choice, each with its trials, all FINISHED.
+    Returns {search run id: its choice} and the trials."""
     # One search run per job, each FINISHED and tagged with its own choice.
     searches = by_role["search"]
     assert sorted(choice_of(s) for s in searches) == sorted(choices)
@@ -76,26 +65,31 @@ def _check_end_product(client, stdout: str, group: str, choices: list[str], choi
         mine = [t for t in trials if t.data.tags["mlflow.parentRunId"] == search.info.run_id]
         assert mine and int(search.data.metrics["trials_finished"]) == len(mine)
         assert {t.data.tags["sweeplab.family"] for t in mine} == {search.data.tags["sweeplab.family"]}
+    return choice_by_search, trials
 
-    # The leaderboard across all searches, printed once at the end: every trial of every job, best first.
+
+def _check_cross_job_leaderboard(stdout: str, trials: list) -> None:
+    """The leaderboard across all searches, printed once at the end: every trial of every job, best first."""
     lines = stdout.splitlines()
     assert lines.count(ALL_SEARCHES) == 1
     at = lines.index(ALL_SEARCHES)
     assert lines[at + 1] == f"Leaderboard (by val_accuracy; {len(trials)} of {len(trials)} finished trials)"
     rows = _table(lines[at + 2 :])
     assert sorted((r["run"], r["family"], r["val_accuracy"]) for r in rows) == sorted(
-        (t.info.run_name, t.data.tags["sweeplab.family"], f"{t.data.metrics['final_val_accuracy']:.4f}")
-        for t in trials
+        (t.info.run_name, t.data.tags["sweeplab.family"], f"{t.data.metrics['final_val_accuracy']:.4f}") for t in trials
     )
     scores = [float(r["val_accuracy"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert [r["#"] for r in rows] == [str(i) for i in range(1, len(trials) + 1)]
     assert at > max(i for i, line in enumerate(lines) if line.startswith("[sweeplab] starting search"))
 
-    # One ensemble, built after every job ended, over the trials of all jobs.
+
+def _check_cross_job_ensemble(client, by_role: dict, trials: list) -> tuple:
+    """One ensemble, built after every job ended, over the trials of all jobs, registered once.
+    Returns the ensemble run and its members' run ids."""
     (ensemble,) = by_role["ensemble"]
     assert ensemble.info.status == "FINISHED"
-    assert ensemble.info.start_time >= max(s.info.end_time for s in searches)
+    assert ensemble.info.start_time >= max(s.info.end_time for s in by_role["search"])
     params = ensemble.data.params
     assert int(params["ensemble.candidates"]) == min(int(params["ensemble.top_k"]), len(trials))
     members = params["members"].split(",")
@@ -108,6 +102,23 @@ def _check_end_product(client, stdout: str, group: str, choices: list[str], choi
     # The multirun registered it once (ensemble.registered_model defaults to <experiment>-ensemble).
     versions = client.search_model_versions("name='multi-ensemble'")
     assert [v.run_id for v in versions] == [ensemble.info.run_id]
+    return ensemble, members
+
+
+def _check_end_product(client, stdout: str, group: str, choices: list[str], choice_of) -> dict:
+    """One FINISHED search per job, tagged with its choice; the cross-job leaderboard;
+    one ensemble across the jobs. `choice_of(search run)` reads a search's choice from its tags.
+    Returns {search run id: its choice}, the trials and the ensemble run."""
+    experiment = client.get_experiment_by_name("multi")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    by_role = {}
+    for run in runs:
+        by_role.setdefault(run.data.tags.get("sweeplab.role"), []).append(run)
+
+    choice_by_search, trials = _check_searches_and_trials(by_role, group, choices, choice_of)
+    _check_cross_job_leaderboard(stdout, trials)
+    ensemble, members = _check_cross_job_ensemble(client, by_role, trials)
+    trial_by_id = {t.info.run_id: t for t in trials}
     return {"searches": choice_by_search, "trials": trial_by_id, "ensemble": ensemble, "members": members}
 
 
@@ -128,9 +139,7 @@ def test_multirun_over_tuners(tmp_path):
 @pytest.mark.slow
 def test_multirun_over_families_with_two_parallel_jobs(tmp_path):
     client, stdout = _multirun(tmp_path, ["model=mlp,residual"], "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    found = _check_end_product(
-        client, stdout, "model", ["mlp", "residual"], lambda s: s.data.tags["sweeplab.family"]
-    )
+    found = _check_end_product(client, stdout, "model", ["mlp", "residual"], lambda s: s.data.tags["sweeplab.family"])
     assert len(found["trials"]) == 4  # tuner.max_trials=2 in each job
     # The ensemble mixes the jobs: members of both families (undertrained nets of two kinds
     # complement each other: about 0.73 validation accuracy together against 0.59 for the best alone).

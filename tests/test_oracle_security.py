@@ -13,7 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from certs import self_signed
 from conftest import free_port
 from processes import env, until
@@ -70,7 +69,8 @@ def _troubled_access(drops: int = 0, delay_s: float = 0.0):
             self.calls += 1
             if self.calls <= drops:
                 return grpc.unary_unary_rpc_method_handler(
-                    lambda request, context: context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset"))
+                    lambda request, context: context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+                )
             time.sleep(delay_s)
             return super().intercept_service(continuation, handler_call_details)
 
@@ -100,8 +100,9 @@ def test_the_token_file_is_private_from_its_creation_on(tmp_path, existing):
     if existing:
         token_file.write_text("old")
         token_file.chmod(0o644)
-    result = subprocess.run([sys.executable, "-c", _WRITE_NOTHING, str(token_file)], env=env(), capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", _WRITE_NOTHING, str(token_file)], env=env(), capture_output=True, text=True, timeout=60
+    )
     assert "write refused: File too large" in result.stdout, result.stderr
     assert token_file.stat().st_mode & 0o777 == 0o600
 
@@ -246,10 +247,13 @@ def test_over_tls_only_a_client_that_trusts_the_certificate_is_served(tmp_path):
         other, _access2, other_port = _serve(_oracle(tmp_path), tls=(named, named_key))
         try:
             _stub(other_port, tls=Tls(named.read_bytes(), name="10.1.2.3")).GetSpace(_space_request(), timeout=10)
-            untrusting = {"in clear": _stub(port), "the system's roots": _system_roots_stub(port),
-                          "another certificate": _stub(port, tls=Tls(stranger.read_bytes())),
-                          # Trusted, but it names 10.1.2.3, not the 127.0.0.1 connected to.
-                          "a certificate naming another address": _stub(other_port, tls=Tls(named.read_bytes()))}
+            untrusting = {
+                "in clear": _stub(port),
+                "the system's roots": _system_roots_stub(port),
+                "another certificate": _stub(port, tls=Tls(stranger.read_bytes())),
+                # Trusted, but it names 10.1.2.3, not the 127.0.0.1 connected to.
+                "a certificate naming another address": _stub(other_port, tls=Tls(named.read_bytes())),
+            }
             for what, stub in untrusting.items():
                 with pytest.raises(grpc.RpcError) as refused:
                     stub.GetSpace(_space_request(), timeout=5)
@@ -302,8 +306,9 @@ def test_a_worker_told_to_wait_asks_again_at_a_bounded_pace(tmp_path, monkeypatc
 
     tuner = kt.GridSearch(build, objective="val_loss", directory=str(tmp_path), project_name="waiting")
     x = np.zeros((8, 2))
-    searching = threading.Thread(target=tuner.search, args=(x, x[:, :1]), kwargs=dict(validation_data=(x, x[:, :1]),
-                                                                                         epochs=1, verbose=0))
+    searching = threading.Thread(
+        target=tuner.search, args=(x, x[:, :1]), kwargs=dict(validation_data=(x, x[:, :1]), epochs=1, verbose=0)
+    )
     try:
         searching.start()
         until(lambda: asked, 60, "the waiting worker's first ask")
@@ -330,7 +335,7 @@ def _search_with_runs(tmp_path: Path, workers: list[str]):
     from sweeplab.tracking.runs import SearchRun, TrialRun
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment_id = client.create_experiment("handover")
+    experiment_id = client.create_experiment("handover", artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(experiment_id, tags={"sweeplab.role": "search"})
     search = SearchRun.attach(client, experiment_id, parent.info.run_id)
     runs = {w: TrialRun(search, "0", "mlp", {"units": 4}, worker=w).run_id for w in workers}
@@ -355,8 +360,9 @@ def test_a_hand_over_fails_only_the_lost_tuners_runs(tmp_path, capsys):
     assert client.get_run(runs[neighbour]).info.status == "RUNNING"
 
 
-def test_a_store_error_during_a_hand_over_is_retried_then_reported_and_the_search_goes_on(tmp_path, monkeypatch,
-                                                                                        capsys):
+def test_a_store_error_during_a_hand_over_is_retried_then_reported_and_the_search_goes_on(
+    tmp_path, monkeypatch, capsys
+):
     from mlflow import MlflowClient
 
     from sweeplab.search.chief import _hand_over
@@ -380,14 +386,16 @@ def test_a_store_error_during_a_hand_over_is_retried_then_reported_and_the_searc
 # --- what the chief gives workers and agents ---------------------------------------------------
 
 
-def test_local_workers_of_an_oracle_in_clear_get_no_tls_settings_meant_for_agents(tmp_path, monkeypatch,
-                                                                                  make_config):
+def test_local_workers_of_an_oracle_in_clear_get_no_tls_settings_meant_for_agents(tmp_path, monkeypatch, make_config):
     from sweeplab.config.validation import validate
     from sweeplab.search.chief import ENV_ORACLE_NAME, _worker_env
 
     _client, search, _runs = _search_with_runs(tmp_path, [])
-    exported = {"SWEEPLAB_ORACLE_CERT": str(tmp_path / "cert.pem"), "SWEEPLAB_ORACLE_CERT_SHA256": "ab" * 32,
-                ENV_ORACLE_NAME: "oracle.example"}
+    exported = {
+        "SWEEPLAB_ORACLE_CERT": str(tmp_path / "cert.pem"),
+        "SWEEPLAB_ORACLE_CERT_SHA256": "ab" * 32,
+        ENV_ORACLE_NAME: "oracle.example",
+    }
     for name, value in exported.items():
         monkeypatch.setenv(name, value)
     cfg = validate(make_config(["tuner.workers=2", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"]))
@@ -419,8 +427,11 @@ def test_the_oracle_address_is_published_after_how_to_trust_it(tmp_path, tls):
     _client, search, _runs = _search_with_runs(tmp_path, [])
     client = Recording(f"sqlite:///{tmp_path / 'mlflow.db'}")
     cert, key = self_signed(tmp_path, "127.0.0.1") if tls else (None, None)
-    _publish(SearchRun.attach(client, search.experiment_id, search.run_id),
-             OracleConfig(tls_cert=cert and str(cert), tls_key=key and str(key)), "127.0.0.1:5000")
+    _publish(
+        SearchRun.attach(client, search.experiment_id, search.run_id),
+        OracleConfig(tls_cert=cert and str(cert), tls_key=key and str(key)),
+        "127.0.0.1:5000",
+    )
     expected = ["oracle-cert.pem", "sweeplab.oracle_cert"] if tls else ["sweeplab.oracle_cert"]
     assert client.writes == [*expected, "sweeplab.oracle"]
     assert client.get_run(search.run_id).data.tags["sweeplab.oracle"] == "127.0.0.1:5000"
@@ -432,12 +443,17 @@ def test_the_oracle_address_is_published_after_how_to_trust_it(tmp_path, tls):
 @pytest.mark.slow
 def test_a_search_over_tls_is_trained_by_an_agent_that_trusts_its_certificate(tmp_path, processes):
     from mlflow import MlflowClient
-
     from test_agents import assert_every_trial_finished_once, printed_agent_command, start_agent, start_chief
 
     cert, key = self_signed(tmp_path, "127.0.0.1")
-    chief = start_chief(tmp_path, processes, "trainer.epochs=1", "tuner.pack=2", f"tuner.oracle.tls_cert={cert}",
-                        f"tuner.oracle.tls_key={key}")
+    chief = start_chief(
+        tmp_path,
+        processes,
+        "trainer.epochs=1",
+        "tuner.pack=2",
+        f"tuner.oracle.tls_cert={cert}",
+        f"tuner.oracle.tls_key={key}",
+    )
     command = printed_agent_command(chief)
     assert "oracle calls use TLS" in chief.output() and "not encrypted" not in chief.output()
     agent = start_agent(command, tmp_path, processes, "agent")  # the certificate from the search run
@@ -459,12 +475,12 @@ def test_an_agent_refuses_a_swapped_certificate_or_a_downgrade_to_clear(tmp_path
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from mlflow import MlflowClient
-
     from test_agents import printed_agent_command, start_agent, start_chief, trial_runs
 
     cert, key = self_signed(tmp_path, "127.0.0.1")
-    chief = start_chief(tmp_path, processes, "trainer.epochs=1", f"tuner.oracle.tls_cert={cert}",
-                        f"tuner.oracle.tls_key={key}")
+    chief = start_chief(
+        tmp_path, processes, "trainer.epochs=1", f"tuner.oracle.tls_cert={cert}", f"tuner.oracle.tls_key={key}"
+    )
     command = printed_agent_command(chief)
     pin = x509.load_pem_x509_certificate(cert.read_bytes()).fingerprint(hashes.SHA256()).hex()
     assert command.endswith(f" --oracle-cert-sha256 {pin}"), command

@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY
 from mlflow import MlflowClient
+from processes import Process, env, until
 
-from conftest import ROOT, TINY
-from processes import Process, until
 from sweeplab.app import run
 
 
@@ -37,23 +38,34 @@ def logged_weights(uri: str, run_id: str) -> list[np.ndarray]:
 
 def search(tmp_path, make_config, name: str, *overrides: str):
     uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
-    cfg = make_config([*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / name / 'state'}", "ensemble=none",
-                       *overrides])
+    cfg = make_config(
+        [*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / name / 'state'}", "ensemble=none", *overrides]
+    )
     return uri, run(cfg)
+
+
+# Each branch its own learning rate and optimizer; only the learning rate varies, so the three trials
+# take its three values. At 1e-9 the validation loss cannot improve by min_delta: that branch stops
+# after its second epoch (patience 0) while the others train on.
+THREE_LEARNING_RATES = [
+    "tuner.max_trials=3",
+    "trainer.epochs=6",
+    "trainer.early_stopping.patience=0",
+    "trainer.early_stopping.min_delta=1.0e-4",
+    "model.space.layers=2",
+    "model.space.units=32",
+    "model.space.activation=relu",
+    "model.space.initializer=glorot_uniform",
+    "model.space.batch_norm=none",
+    "model.space.dropout=0.2",
+    "model.space.learning_rate={type: choice, values: [1.0e-9, 0.003, 0.03], default: 0.003}",
+]
 
 
 def test_a_trial_in_a_pack_ends_as_it_would_alone(tmp_path, make_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # Each branch its own learning rate and optimizer; only the learning rate varies, so the three trials
-    # take its three values. At 1e-9 the validation loss cannot improve by min_delta: that branch stops
-    # after its second epoch (patience 0) while the others train on.
-    common = ["tuner.max_trials=3", "trainer.epochs=6", "trainer.early_stopping.patience=0",
-              "trainer.early_stopping.min_delta=1.0e-4", "model.space.layers=2", "model.space.units=32",
-              "model.space.activation=relu", "model.space.initializer=glorot_uniform",
-              "model.space.batch_norm=none", "model.space.dropout=0.2",
-              "model.space.learning_rate={type: choice, values: [1.0e-9, 0.003, 0.03], default: 0.003}"]
-    alone_uri, alone = search(tmp_path, make_config, "alone", *common, "tuner.pack=1")
-    packed_uri, packed = search(tmp_path, make_config, "packed", *common, "tuner.pack=3")
+    alone_uri, alone = search(tmp_path, make_config, "alone", *THREE_LEARNING_RATES, "tuner.pack=1")
+    packed_uri, packed = search(tmp_path, make_config, "packed", *THREE_LEARNING_RATES, "tuner.pack=3")
     alone_trials = trials_by_id(alone_uri, alone.experiment_id)
     packed_trials = trials_by_id(packed_uri, packed.experiment_id)
     assert sorted(packed_trials) == sorted(alone_trials) == ["0", "1", "2"]
@@ -80,7 +92,7 @@ def test_a_trial_in_a_pack_ends_as_it_would_alone(tmp_path, make_config, monkeyp
     assert sorted(epochs) == ["0.003", "0.03", "1e-09"]
     assert epochs["1e-09"] == 2 and max(epochs.values()) > 2, epochs
     packs = MlflowClient(packed_uri).download_artifacts(packed.parent_run_id, "packs.txt", str(tmp_path))
-    assert "trials 0,1,2" in open(packs).read()
+    assert "trials 0,1,2" in Path(packs).read_text()
     search_tags = MlflowClient(packed_uri).get_run(packed.parent_run_id).data.tags
     assert search_tags["sweeplab.packing"] == "3 trials per pack"
     alone_tags = MlflowClient(alone_uri).get_run(alone.parent_run_id).data.tags
@@ -89,11 +101,22 @@ def test_a_trial_in_a_pack_ends_as_it_would_alone(tmp_path, make_config, monkeyp
 
 def test_a_diverging_branch_fails_alone_and_the_others_go_on(tmp_path, make_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    uri, result = search(tmp_path, make_config, "nan", "tuner=grid", "tuner.max_trials=2", "tuner.pack=2",
-                         "trainer.optimizer=sgd", "model.space.layers=1", "model.space.units=16",
-                         "model.space.activation=relu", "model.space.initializer=glorot_uniform",
-                         "model.space.batch_norm=none", "model.space.dropout=0.0",
-                         "model.space.learning_rate={type: choice, values: [0.01, 1.0e9], default: 0.01}")
+    uri, result = search(
+        tmp_path,
+        make_config,
+        "nan",
+        "tuner=grid",
+        "tuner.max_trials=2",
+        "tuner.pack=2",
+        "trainer.optimizer=sgd",
+        "model.space.layers=1",
+        "model.space.units=16",
+        "model.space.activation=relu",
+        "model.space.initializer=glorot_uniform",
+        "model.space.batch_norm=none",
+        "model.space.dropout=0.0",
+        "model.space.learning_rate={type: choice, values: [0.01, 1.0e9], default: 0.01}",
+    )
     assert (result.finished, result.failed) == (1, 1)
     (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
     assert failed.data.params["learning_rate"] == "1000000000.0"
@@ -104,7 +127,8 @@ def test_a_diverging_branch_fails_alone_and_the_others_go_on(tmp_path, make_conf
 
 
 def test_a_pack_traces_its_step_once_and_its_models_are_saved_while_the_next_pack_trains(
-        tmp_path, make_config, monkeypatch):
+    tmp_path, make_config, monkeypatch
+):
     from sweeplab.search.packing import PackedModel
     from sweeplab.tracking.runs import TrialRun
 
@@ -154,11 +178,22 @@ def test_a_branch_that_cannot_be_built_fails_alone(tmp_path, make_config, monkey
     (tmp_path / "fragile_mlp.py").write_text(FRAGILE_FAMILY)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(FAMILIES, "mlp", "fragile_mlp")
-    uri, result = search(tmp_path, make_config, "fragile", "tuner=grid", "tuner.max_trials=2", "tuner.pack=2",
-                         "model.space.learning_rate=0.01", "model.space.layers=1",
-                         "model.space.layers={type: choice, values: [1, 2], default: 1}",
-                         "model.space.units=16", "model.space.dropout=0.0", "model.space.batch_norm=none",
-                         "model.space.activation=relu", "model.space.initializer=glorot_uniform")
+    uri, result = search(
+        tmp_path,
+        make_config,
+        "fragile",
+        "tuner=grid",
+        "tuner.max_trials=2",
+        "tuner.pack=2",
+        "model.space.learning_rate=0.01",
+        "model.space.layers=1",
+        "model.space.layers={type: choice, values: [1, 2], default: 1}",
+        "model.space.units=16",
+        "model.space.dropout=0.0",
+        "model.space.batch_norm=none",
+        "model.space.activation=relu",
+        "model.space.initializer=glorot_uniform",
+    )
     assert (result.finished, result.failed) == (1, 1)
     (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
     assert "cannot make 2 layers" in failed.data.tags["sweeplab.failure"]
@@ -196,16 +231,28 @@ def search_badly(tmp_path, make_config, monkeypatch, when: str, message: str, pa
     (tmp_path / f"{module}.py").write_text(BADLY_FAMILY.format(when=when, message=message))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(FAMILIES, "mlp", module)
-    return search(tmp_path, make_config, "badly", "tuner=grid", "tuner.max_trials=2", f"tuner.pack={pack}",
-                  "model.space.learning_rate=0.01", "model.space.layers=1",
-                  "model.space.layers={type: choice, values: [1, 2], default: 1}",
-                  "model.space.units=16", "model.space.dropout=0.0", "model.space.batch_norm=none",
-                  "model.space.activation=relu", "model.space.initializer=glorot_uniform")
+    return search(
+        tmp_path,
+        make_config,
+        "badly",
+        "tuner=grid",
+        "tuner.max_trials=2",
+        f"tuner.pack={pack}",
+        "model.space.learning_rate=0.01",
+        "model.space.layers=1",
+        "model.space.layers={type: choice, values: [1, 2], default: 1}",
+        "model.space.units=16",
+        "model.space.dropout=0.0",
+        "model.space.batch_norm=none",
+        "model.space.activation=relu",
+        "model.space.initializer=glorot_uniform",
+    )
 
 
 # Evaluation: not while Keras builds the model (symbolically), only when it evaluates it.
-@pytest.mark.parametrize("when, step", [("training", "training"),
-                                        ("training is False and not in_symbolic_scope()", "evaluation")])
+@pytest.mark.parametrize(
+    "when, step", [("training", "training"), ("training is False and not in_symbolic_scope()", "evaluation")]
+)
 def test_a_branch_whose_step_raises_fails_alone(tmp_path, make_config, monkeypatch, capsys, when, step):
     """A model that builds but raises in training or in evaluation (only for layers=2): unpacked,
     Keras Tuner fails that trial; packed, the branch is left out of the pack's step, the failure
@@ -223,11 +270,13 @@ def test_a_branch_whose_step_raises_fails_alone(tmp_path, make_config, monkeypat
 
 
 @pytest.mark.parametrize("pack", [1, 2])
-def test_a_password_in_a_failure_reason_is_masked_where_it_is_stored_and_printed(tmp_path, make_config, monkeypatch,
-                                                                                capsys, pack):
+def test_a_password_in_a_failure_reason_is_masked_where_it_is_stored_and_printed(
+    tmp_path, make_config, monkeypatch, capsys, pack
+):
     """A trial's error may quote a URI with its password (a store's, a data source's)."""
-    uri, result = search_badly(tmp_path, make_config, monkeypatch, "training",
-                               "cannot reach postgresql://bob:pw123@127.0.0.1:5432/db", pack)
+    uri, result = search_badly(
+        tmp_path, make_config, monkeypatch, "training", "cannot reach postgresql://bob:pw123@127.0.0.1:5432/db", pack
+    )
     assert (result.finished, result.failed) == (1, 1)
     (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
     assert "cannot reach postgresql://bob:***@127.0.0.1:5432/db" in failed.data.tags["sweeplab.failure"]
@@ -241,8 +290,9 @@ def test_a_password_in_a_failure_reason_is_masked_where_it_is_stored_and_printed
 
 def test_hyperband_packs_a_bracket_and_goes_on_from_its_checkpoints(tmp_path, make_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    uri, result = search(tmp_path, make_config, "hb", "tuner=hyperband", "tuner.max_epochs=4", "tuner.factor=2",
-                         "tuner.pack=4")
+    uri, result = search(
+        tmp_path, make_config, "hb", "tuner=hyperband", "tuner.max_epochs=4", "tuner.factor=2", "tuner.pack=4"
+    )
     trials = trials_by_id(uri, result.experiment_id)
     assert result.failed == 0 and len(trials) == result.finished >= 4
     continued = [t for t in trials.values() if "tuner/trial_id" in t.data.params]
@@ -270,11 +320,22 @@ def test_auto_packs_dense_families_and_leaves_conv_families_alone(make_config):
 
 def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = [sys.executable, "-m", "sweeplab", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", "tuner.pack=2",
-            "tuner.max_trials=4", "trainer.epochs=30", "trainer.early_stopping.enabled=false", "trainer.batch_size=8",
-            "trainer.steps_per_execution=1", "trainer.verbose=0", "ensemble=none"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_TRACKING_URI": ""}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "sweeplab",
+        f"tracking.uri={uri}",
+        f"state_dir={tmp_path / 'state'}",
+        "tuner.pack=2",
+        "tuner.max_trials=4",
+        "trainer.epochs=30",
+        "trainer.early_stopping.enabled=false",
+        "trainer.batch_size=8",
+        "trainer.steps_per_execution=1",
+        "trainer.verbose=0",
+        "ensemble=none",
+    ]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(uri)
 
     def statuses():
@@ -296,14 +357,21 @@ def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    again = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    again = subprocess.run(args, cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=400)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert statuses() == [("0", "FINISHED"), ("1", "FINISHED"), ("2", "FAILED"), ("2", "FINISHED"),
-                          ("3", "FAILED"), ("3", "FINISHED")]
+    assert statuses() == [
+        ("0", "FINISHED"),
+        ("1", "FINISHED"),
+        ("2", "FAILED"),
+        ("2", "FINISHED"),
+        ("3", "FAILED"),
+        ("3", "FINISHED"),
+    ]
 
 
-def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(tmp_path, make_config, monkeypatch,
-                                                                              capsys):
+def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(
+    tmp_path, make_config, monkeypatch, capsys
+):
     """Runs are written off the training thread, after Keras Tuner has finished the trial: a
     process that stops in between leaves a finished trial without a FINISHED run. The next
     run of the command records it from its checkpoint and trains nothing."""
@@ -327,21 +395,50 @@ def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(tm
 
 
 @pytest.mark.slow
+def start_chief_of_a_long_pack(tmp_path, uri: str) -> Process:
+    """A search that only serves agents, its trials a pack of two that trains far longer than the test."""
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "sweeplab",
+            "tuner.workers=0",
+            "tuner.max_trials=2",
+            "tuner.pack=2",
+            "trainer.batch_size=4",
+            "trainer.steps_per_execution=1",
+            "trainer.epochs=1000",
+            "trainer.early_stopping.enabled=false",
+            "tuner.oracle.wait_s=4",
+            "trainer.verbose=0",
+            "ensemble=none",
+            f"tracking.uri={uri}",
+            f"state_dir={tmp_path / 'state'}",
+        ],
+        tmp_path,
+        tmp_path / "chief.log",
+    )
+
+
 def test_an_agent_that_loses_its_chief_fails_every_run_of_its_pack(tmp_path, processes):
     """The chief killed while an agent trains a pack: before it stops, the agent ends every
     run of the pack FAILED with the reason (not only one trial's, nor none)."""
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    chief = Process([sys.executable, "-m", "sweeplab", "tuner.workers=0", "tuner.max_trials=2", "tuner.pack=2",
-                     "trainer.batch_size=4", "trainer.steps_per_execution=1", "trainer.epochs=1000",
-                     "trainer.early_stopping.enabled=false", "tuner.oracle.wait_s=4", "trainer.verbose=0",
-                     "ensemble=none", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"],
-                    tmp_path, tmp_path / "chief.log")
+    chief = start_chief_of_a_long_pack(tmp_path, uri)
     processes.append(chief)
-    found = until(lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()), 120,
-                  "the agent command", chief)
+    found = until(
+        lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()),
+        120,
+        "the agent command",
+        chief,
+    )
     (tmp_path / "agent").mkdir()  # in a folder of its own, as on another machine
-    agent = Process(found.group(1).replace(" python ", f" {sys.executable} ", 1), tmp_path / "agent",
-                    tmp_path / "agent.log", shell=True)
+    agent = Process(
+        found.group(1).replace(" python ", f" {sys.executable} ", 1),
+        tmp_path / "agent",
+        tmp_path / "agent.log",
+        shell=True,
+    )
     processes.append(agent)
     client = MlflowClient(uri)
 
@@ -353,9 +450,10 @@ def test_an_agent_that_loses_its_chief_fails_every_run_of_its_pack(tmp_path, pro
     os.killpg(chief.proc.pid, signal.SIGKILL)
     chief.proc.wait()
     assert agent.wait(120) == 3, agent.output()[-3000:]
-    runs = client.search_runs([client.get_experiment_by_name("sweeplab").experiment_id],
-                              "tags.`sweeplab.role` = 'trial'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("sweeplab").experiment_id], "tags.`sweeplab.role` = 'trial'"
+    )
     assert sorted(r.data.tags["sweeplab.trial_id"] for r in runs) == ["0", "1"]
-    for run in runs:
-        assert run.info.status == "FAILED", agent.output()[-3000:]
-        assert "has not answered" in run.data.tags["sweeplab.failure"]
+    for trial in runs:
+        assert trial.info.status == "FAILED", agent.output()[-3000:]
+        assert "has not answered" in trial.data.tags["sweeplab.failure"]

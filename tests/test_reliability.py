@@ -1,6 +1,8 @@
-"""Reliability promises (DESIGN.md): resume, Ctrl-C, failing trials, bad input,
-tracking failures, concurrent writers, safety. Real processes where the promise
-is about processes (signals, exit codes, parallel jobs)."""
+"""What sweeplab promises when things go wrong: a search resumes, Ctrl-C stops it
+cleanly, a failing trial does not end the search, bad input fails with one line,
+tracking failures and concurrent writers lose nothing, passwords stay out of logs
+and unsafe models are refused. Real processes where the promise is about
+processes (signals, exit codes, parallel jobs)."""
 
 from __future__ import annotations
 
@@ -13,23 +15,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import processes
 import pytest
 
 from sweeplab.data.checks import check_arrays
 from sweeplab.errors import DataError, TrackingError
 
-ROOT = Path(__file__).resolve().parents[1]
 TRIAL = "sweeplab.role = 'trial'"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def cli_env() -> dict:
-    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, PYTHONPATH=path, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
 
 
 def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
@@ -37,7 +32,7 @@ def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess
     return subprocess.Popen(
         [sys.executable, "-m", "sweeplab", *args],
         cwd=cwd,
-        env=env or cli_env(),
+        env=env or processes.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -145,8 +140,20 @@ def _with(a, index, value):
         (GOOD_X, _with(GOOD_Y, 0, 7), SPLIT_20, ["class 7 has 1 sample", "at least 3"]),
         (GOOD_X[:12], GOOD_Y[:12], SPLIT_10, ["test split would hold 2 samples for 3 classes"]),
     ],
-    ids=["nan", "inf", "label-high", "label-negative", "label-float", "empty", "1d-inputs",
-         "length-mismatch", "2d-labels", "strings", "rare-class", "tiny-split"],
+    ids=[
+        "nan",
+        "inf",
+        "label-high",
+        "label-negative",
+        "label-float",
+        "empty",
+        "1d-inputs",
+        "length-mismatch",
+        "2d-labels",
+        "strings",
+        "rare-class",
+        "tiny-split",
+    ],
 )
 def test_bad_arrays_fail_with_source_value_and_expectation(x, y, kwargs, expected):
     with pytest.raises(DataError) as info:
@@ -235,9 +242,9 @@ def test_transient_lock_is_retried_and_the_write_lands(tmp_path, capsys):
 
 
 def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(tmp_path, capsys, monkeypatch):
+    from conftest import free_port
     from mlflow import MlflowClient
 
-    from conftest import free_port
     from sweeplab.tracking.epochs import EpochLogger
     from sweeplab.tracking.store import RetryingClient
 
@@ -392,8 +399,14 @@ def test_failure_limit_after_a_finished_trial_stops_the_search_with_exit_2(tmp_p
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     result = run_cli(
         [
-            f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *TINY_FAST, *FIXED,
-            "tuner=grid", "tuner.max_trials=3", "tuner.max_consecutive_failed_trials=1", "trainer.optimizer=sgd",
+            f"tracking.uri={uri}",
+            f"state_dir={tmp_path / 'state'}",
+            *TINY_FAST,
+            *FIXED,
+            "tuner=grid",
+            "tuner.max_trials=3",
+            "tuner.max_consecutive_failed_trials=1",
+            "trainer.optimizer=sgd",
             "model.space.learning_rate={type:choice,values:[0.01,1.0e9,2.0e9],default:0.01}",
         ],
         tmp_path,
@@ -431,11 +444,17 @@ def test_a_worker_exiting_nonzero_stops_the_search_with_exit_2(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(CRASHING_WORKER)
-    env = cli_env()
+    env = processes.env()
     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *TINY_FAST, *FIXED,
-            "tuner.max_trials=2", "tuner.workers=2"]
+    args = [
+        f"tracking.uri={uri}",
+        f"state_dir={tmp_path / 'state'}",
+        *TINY_FAST,
+        *FIXED,
+        "tuner.max_trials=2",
+        "tuner.workers=2",
+    ]
     result = run_cli(args, tmp_path, env=env)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
@@ -501,8 +520,12 @@ def test_a_finish_guard_that_objects_fails_the_run_with_its_reason(store, make_c
         return "lease on the trial lost (test)" if len(asked) == 1 else None
 
     monkeypatch.setattr(tuning.TrackedTrials, "finish_guard", staticmethod(lease_lost_once))
-    cfg = two_point_grid(store, make_config, f"tuner.pack={pack}",
-                         "model.space.learning_rate={type:choice,values:[0.01,0.001],default:0.01}")
+    cfg = two_point_grid(
+        store,
+        make_config,
+        f"tuner.pack={pack}",
+        "model.space.learning_rate={type:choice,values:[0.01,0.001],default:0.01}",
+    )
     result = run(cfg)
     assert (result.finished, result.failed) == (1, 1)
     assert asked and all(name.startswith("sweeplab-writer") for name in asked)
@@ -580,8 +603,12 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
 def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     args = [
-        f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *SLOW_TRIALS,
-        "tuner.max_trials=4", "trainer.epochs=8", "tuner.workers=2",
+        f"tracking.uri={uri}",
+        f"state_dir={tmp_path / 'state'}",
+        *SLOW_TRIALS,
+        "tuner.max_trials=4",
+        "trainer.epochs=8",
+        "tuner.workers=2",
     ]
     client = client_for(uri)
     db = tmp_path / "mlruns" / "mlflow.db"
@@ -637,8 +664,8 @@ def test_a_finished_trials_graphs_are_freed(store, make_config, monkeypatch):
 
     from tensorflow.python.framework.func_graph import FuncGraph
 
-    from sweeplab.search import tuning
     from sweeplab.app import run
+    from sweeplab.search import tuning
 
     def live_graphs() -> weakref.WeakSet:
         gc.collect()
@@ -773,8 +800,10 @@ def _lambda_net(marker: Path, seed: int, heads: bool = False):
         name="doubled",
     )(inputs)
     if heads:
-        outputs = {"cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(doubled),
-                   "alcohol": keras.layers.Dense(1, name="alcohol")(doubled)}
+        outputs = {
+            "cultivar": keras.layers.Dense(3, activation="softmax", name="cultivar")(doubled),
+            "alcohol": keras.layers.Dense(1, name="alcohol")(doubled),
+        }
     else:
         outputs = keras.layers.Dense(3, activation="softmax", name="digit")(doubled)
     return keras.Model(inputs, outputs)

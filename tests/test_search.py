@@ -1,32 +1,30 @@
-"""A real search of 2 trials x 2 epochs on digits, read back through MLflow."""
+"""A real search of 2 trials x 2 epochs on digits, read back through MLflow: its runs, metrics,
+artifacts, models and data lineage, and the memory it hands back when it ends."""
+
+import gc
+import json
 
 import mlflow
 import numpy as np
 import pytest
+from conftest import TINY, compose_config
 from mlflow import MlflowClient
 
-from sweeplab.data import datasets as data_module
 from sweeplab.app import run
 from sweeplab.config.validation import validate
+from sweeplab.data import datasets as data_module
 
-from conftest import TINY
+# `make check`'s one end-to-end search: every test here reads the same tiny search back.
+pytestmark = pytest.mark.smoke
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """Run one tiny search for the whole module (training is the slow part)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from conftest import CONF_DIR
-
     tmp = tmp_path_factory.mktemp("search")
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     overrides = [*TINY, f"tracking.uri={uri}", f"state_dir={tmp / 'state'}", "tracking.experiment=test-search"]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
+    cfg = compose_config(overrides)
     result = run(cfg, overrides=overrides)
     return result, cfg, MlflowClient(tracking_uri=uri)
 
@@ -103,6 +101,28 @@ def test_logged_model_predicts_class_probabilities(searched):
     # The logged model is the evaluated one: its accuracy is the recorded test accuracy.
     accuracy = float((probabilities.argmax(axis=1) == dataset.test.y).mean())
     assert accuracy == pytest.approx(child.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_search_and_trial_runs_record_the_data_they_used(searched):
+    result, _, client = searched
+    for run_id in (result.parent_run_id, result.best_run_id):
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        contexts = {i.tags[0].value: i.dataset for i in inputs}
+        assert set(contexts) == {"training", "validation", "test"}
+        assert contexts["test"].name == "digits-test"
+        assert json.loads(contexts["test"].profile)["features_shape"] == {"image": [360, 8, 8, 1]}
+        assert json.loads(contexts["training"].source)["tags"] == {"loader": "sklearn.datasets.load_digits"}
+    # The same splits, so the same digests, in both runs.
+    digests = [
+        sorted(i.dataset.digest for i in client.get_run(r).inputs.dataset_inputs)
+        for r in (result.parent_run_id, result.best_run_id)
+    ]
+    assert digests[0] == digests[1]
+
+
+def test_the_search_leaves_nothing_frozen_out_of_the_garbage_collector(searched):
+    """What a search moves out of the collector's reach for its trials is handed back when it ends."""
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_best_trial_is_reported(searched):

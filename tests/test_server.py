@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY, free_port, serving
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -29,27 +28,83 @@ def server(tmp_path, monkeypatch):
     port = free_port()
     artifacts = tmp_path / "server-artifacts"
     command = [
-        "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-        "--serve-artifacts", "--artifacts-destination", artifacts,
-        "--host", "127.0.0.1", "--port", port, "--workers", "1",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        artifacts,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--workers",
+        "1",
     ]
     with serving(command, port, tmp_path / "server.log", timeout_s=180):
         yield {"uri": f"http://127.0.0.1:{port}", "artifacts": artifacts}
 
 
-@pytest.mark.slow
-def test_search_on_a_tracking_server_reads_back_over_http(server, make_config, tmp_path):
-    import mlflow
-    from mlflow import MlflowClient
+def _check_trial_over_http(client, trial) -> None:
+    """A trial read back through the server: every epoch's metrics, final metrics, its logged model, its figure."""
+    assert trial.info.status == "FINISHED"
+    epochs = int(trial.data.metrics["epochs_trained"])
+    assert 1 <= epochs <= 2  # trainer.epochs=2
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(trial.info.run_id, name)
+        assert sorted(m.step for m in history) == list(range(epochs)), name
+    assert {"final_val_accuracy", "test_accuracy"} <= set(trial.data.metrics)
+    (output,) = trial.outputs.model_outputs
+    logged = client.get_logged_model(output.model_id)
+    assert (logged.name, logged.source_run_id) == ("model", trial.info.run_id)
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(output.model_id)}
+    assert {"learning_curves.png", "model_summary.txt", "predictions.npz"} <= {
+        a.path for a in client.list_artifacts(trial.info.run_id)
+    }
+    # Downloaded through the server: the figure the trial logged.
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(client.download_artifacts(trial.info.run_id, "learning_curves.png", tmp))
+        assert png.read_bytes()[:8] == PNG
 
-    from sweeplab.app import run
+
+def _check_ensemble_over_http(client, uri: str, cfg, ensemble_run_id: str) -> None:
+    """The ensemble: loadable over HTTP, predicting raw digits with the accuracy it logged."""
+    import mlflow
+
     from sweeplab.config.validation import validate
     from sweeplab.data import datasets
 
+    ensemble = client.get_run(ensemble_run_id)
+    assert ensemble.data.tags["sweeplab.role"] == "ensemble"
+    recorded = ensemble.data.metrics["ensemble_test_accuracy"]
+    assert client.get_model_version_by_alias(REGISTERED, "champion").run_id == ensemble_run_id
+    app_cfg = validate(cfg)
+    test = datasets.load(app_cfg.data, app_cfg.seed).test
+    assert test.x.max() > 1  # pixels as scikit-learn ships them (0..16), not standardized
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{ensemble_run_id}/model")
+    predicted = np.asarray(model.predict(test.x))
+    assert predicted.shape == (len(test.y), 10)
+    assert float(np.mean(predicted.argmax(axis=1) == test.y)) == pytest.approx(recorded, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_search_on_a_tracking_server_reads_back_over_http(server, make_config, tmp_path):
+    from mlflow import MlflowClient
+
+    from sweeplab.app import run
+
     uri = server["uri"]
-    cfg = make_config([*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}",
-                       "tracking.experiment=served", f"ensemble.registered_model={REGISTERED}"])
+    cfg = make_config(
+        [
+            *TINY,
+            f"tracking.uri={uri}",
+            f"state_dir={tmp_path / 'state'}",
+            "tracking.experiment=served",
+            f"ensemble.registered_model={REGISTERED}",
+        ]
+    )
     result = run(cfg)
     assert result.tracking_uri == uri
     assert result.ensemble_run_id
@@ -74,37 +129,9 @@ def test_search_on_a_tracking_server_reads_back_over_http(server, make_config, t
     )
     assert sorted(t.data.tags["sweeplab.trial_id"] for t in trials) == ["0", "1"]
     for trial in trials:
-        assert trial.info.status == "FINISHED"
-        epochs = int(trial.data.metrics["epochs_trained"])
-        assert 1 <= epochs <= 2  # trainer.epochs=2
-        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            history = client.get_metric_history(trial.info.run_id, name)
-            assert sorted(m.step for m in history) == list(range(epochs)), name
-        assert {"final_val_accuracy", "test_accuracy"} <= set(trial.data.metrics)
-        (output,) = trial.outputs.model_outputs
-        logged = client.get_logged_model(output.model_id)
-        assert (logged.name, logged.source_run_id) == ("model", trial.info.run_id)
-        assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(output.model_id)}
-        assert {"learning_curves.png", "model_summary.txt", "predictions.npz"} <= {
-            a.path for a in client.list_artifacts(trial.info.run_id)
-        }
-        # Downloaded through the server: the figure the trial logged.
-        with tempfile.TemporaryDirectory() as tmp:
-            png = Path(client.download_artifacts(trial.info.run_id, "learning_curves.png", tmp))
-            assert png.read_bytes()[:8] == PNG
+        _check_trial_over_http(client, trial)
     # ...and the server stored them in its own artifact folder.
     assert len(list(server["artifacts"].rglob("learning_curves.png"))) == 2
 
-    # The ensemble: loadable over HTTP, predicting raw digits with the accuracy it logged.
-    ensemble = client.get_run(result.ensemble_run_id)
-    assert ensemble.data.tags["sweeplab.role"] == "ensemble"
-    recorded = ensemble.data.metrics["ensemble_test_accuracy"]
-    assert client.get_model_version_by_alias(REGISTERED, "champion").run_id == result.ensemble_run_id
-    app_cfg = validate(cfg)
-    test = datasets.load(app_cfg.data, app_cfg.seed).test
-    assert test.x.max() > 1  # pixels as scikit-learn ships them (0..16), not standardized
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model(f"runs:/{result.ensemble_run_id}/model")
-    predicted = np.asarray(model.predict(test.x))
-    assert predicted.shape == (len(test.y), 10)
-    assert float(np.mean(predicted.argmax(axis=1) == test.y)) == pytest.approx(recorded, abs=1e-6)
+    # The ensemble, read back and loaded over HTTP.
+    _check_ensemble_over_http(client, uri, cfg, result.ensemble_run_id)

@@ -1,12 +1,11 @@
 """What a sweep produces works outside sweeplab: logged and registered models take
 raw inputs (their preprocessing is inside them) and score what sweeplab logged,
-through mlflow.pyfunc and MLflow's own scoring server; runs carry their data
-lineage and TensorBoard logs; a store deleted or swapped starts searches afresh."""
+through mlflow.pyfunc and MLflow's own scoring server; runs carry their TensorBoard
+logs (and their data lineage: test_search.py); a store deleted or swapped starts searches afresh."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +15,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-
 from conftest import TINY, free_port, serving
+from mlflow import MlflowClient
+from processes import env
+
 from sweeplab.app import run
 from sweeplab.config.validation import validate
 from sweeplab.data import datasets
@@ -52,12 +52,24 @@ def test_registered_ensemble_served_over_rest_scores_the_logged_accuracy(store, 
 
     # ...and MLflow's scoring server, called over HTTP as a client would.
     port = free_port()
-    command = ["mlflow", "models", "serve", "-m", f"models:/{REGISTERED}/1", "--env-manager", "local",
-               "--host", "127.0.0.1", "--port", port]
+    command = [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{REGISTERED}/1",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ]
     with serving(command, port, tmp_path / "serve.log") as _:
         body = json.dumps({"inputs": test.x.tolist()}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=120) as response:
             predictions = np.asarray(json.load(response)["predictions"])
     assert predictions.shape == (len(test.y), 10)
@@ -93,8 +105,12 @@ def _table(path: Path, kind: str) -> list[str]:
     if kind == "csv":
         rows = ["big,small,label"] + [f"{b},{s},{y}" for b, s, y in zip(big, small, label)]
         path.write_text("\n".join(rows) + "\n")
-        return ["data=csv", f"data.path={path}", "data.inputs={features: [big, small]}",
-                "data.targets={label: classification}"]
+        return [
+            "data=csv",
+            f"data.path={path}",
+            "data.inputs={features: [big, small]}",
+            "data.targets={label: classification}",
+        ]
     np.savez(path, x=np.stack([big, small], axis=1).astype("float32"), label=label)
     return ["data=npz", f"data.path={path}", "data.inputs={features: x}", "data.targets={label: classification}"]
 
@@ -118,23 +134,6 @@ def test_a_trial_model_on_a_users_file_scores_raw_rows(kind, store, make_config,
     assert {json.loads(i.dataset.source)["uri"] for i in inputs} == {(tmp_path / f"table.{kind}").as_uri()}
 
 
-def test_search_and_trial_runs_record_the_data_they_used(store, make_config):
-    overrides = [*TINY, *store["overrides"], "ensemble=none"]
-    result = run(make_config(overrides))
-    client = MlflowClient(store["uri"])
-    for run_id in (result.parent_run_id, result.best_run_id):
-        inputs = client.get_run(run_id).inputs.dataset_inputs
-        contexts = {i.tags[0].value: i.dataset for i in inputs}
-        assert set(contexts) == {"training", "validation", "test"}
-        assert contexts["test"].name == "digits-test"
-        assert json.loads(contexts["test"].profile)["features_shape"] == {"image": [360, 8, 8, 1]}
-        assert json.loads(contexts["training"].source)["tags"] == {"loader": "sklearn.datasets.load_digits"}
-    # The same splits, so the same digests, in both runs.
-    digests = [sorted(i.dataset.digest for i in client.get_run(r).inputs.dataset_inputs)
-               for r in (result.parent_run_id, result.best_run_id)]
-    assert digests[0] == digests[1]
-
-
 def test_tensorboard_logs_one_folder_per_trial_and_logs_it_to_the_trial_run(store, make_config, tmp_path):
     overrides = [*TINY, *store["overrides"], "ensemble=none", "trainer.tensorboard=true"]
     result = run(make_config(overrides))
@@ -149,11 +148,13 @@ def test_tensorboard_logs_one_folder_per_trial_and_logs_it_to_the_trial_run(stor
 
 
 def _finished_trials(client, result) -> int:
-    return len(client.search_runs(
-        [result.experiment_id],
-        f"tags.`sweeplab.role` = 'trial' and tags.`mlflow.parentRunId` = '{result.parent_run_id}'"
-        " and attributes.status = 'FINISHED'",
-    ))
+    return len(
+        client.search_runs(
+            [result.experiment_id],
+            f"tags.`sweeplab.role` = 'trial' and tags.`mlflow.parentRunId` = '{result.parent_run_id}'"
+            " and attributes.status = 'FINISHED'",
+        )
+    )
 
 
 def test_deleting_the_store_starts_the_searches_afresh(store, make_config, tmp_path):
@@ -161,8 +162,14 @@ def test_deleting_the_store_starts_the_searches_afresh(store, make_config, tmp_p
     run(make_config(overrides))
     shutil.rmtree(tmp_path / "mlruns")  # the natural way to start over; .sweeplab state stays
     # A new process, as a user's next command (this one keeps the deleted database open).
-    again = subprocess.run([sys.executable, "-m", "sweeplab", *overrides], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    again = subprocess.run(
+        [sys.executable, "-m", "sweeplab", *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env(),
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("no run of search") == 1
     client = MlflowClient(store["uri"])

@@ -79,10 +79,18 @@ def test_defaults_outside_a_search():
         ({"initializer": "glorot_unifrom"}, "model.space.initializer", "he_normal"),
         ({"units": {"type": "int", "min": 0, "max": 8}}, "model.space.units", ">= 1"),
         ({"dropout": {"type": "float", "min": 0.0, "max": 1.0}}, "model.space.dropout", "< 1.0"),
-        ({"learning_rate": {"type": "float", "min": 0.0, "max": 1.0, "sampling": "log"}}, "model.space.learning_rate", "> 0"),
+        (
+            {"learning_rate": {"type": "float", "min": 0.0, "max": 1.0, "sampling": "log"}},
+            "model.space.learning_rate",
+            "> 0",
+        ),
         ({"layers": {"type": "int", "min": 1, "max": 2, "stepp": 1}}, "model.space.layers.stepp", "one of the keys"),
         ({"unitz": {"type": "int", "min": 1, "max": 2}}, "model.space.unitz", "'units'"),
-        ({"activation": {"type": "choice", "values": ["relu"], "default": "tanh"}}, "model.space.activation.default", "relu"),
+        (
+            {"activation": {"type": "choice", "values": ["relu"], "default": "tanh"}},
+            "model.space.activation.default",
+            "relu",
+        ),
     ],
 )
 def test_bad_space_entries_name_the_key_and_what_is_allowed(entry, key, fragment):
@@ -96,6 +104,6 @@ def test_grid_search_needs_a_step_for_every_float():
     space = parse_space({"dropout": {"type": "float", "min": 0.0, "max": 0.5}}, mlp.HYPERPARAMETERS)
     with pytest.raises(ConfigError, match="model.space.dropout.step"):
         space.require_grid_compatible("model.space")
-    parse_space({"dropout": {"type": "float", "min": 0.0, "max": 0.5, "step": 0.1}}, mlp.HYPERPARAMETERS).require_grid_compatible(
-        "model.space"
-    )
+    parse_space(
+        {"dropout": {"type": "float", "min": 0.0, "max": 0.5, "step": 0.1}}, mlp.HYPERPARAMETERS
+    ).require_grid_compatible("model.space")

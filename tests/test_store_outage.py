@@ -11,10 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-
-from conftest import free_port
 from processes import Process, until
 
 RETRYING = "[sweeplab] MLflow "
@@ -83,13 +82,33 @@ def test_a_bad_write_budget_fails_before_the_store_is_touched(store, make_config
 
 def start_server(tmp_path: Path, processes: list, port: int, log: str) -> Process:
     bin_dir = Path(sys.executable).parent
-    server = Process([str(bin_dir / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                      "--serve-artifacts", "--artifacts-destination", str(tmp_path / "server-artifacts"),
-                      "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                     tmp_path, tmp_path / log, extra_env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    server = Process(
+        [
+            str(bin_dir / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        tmp_path,
+        tmp_path / log,
+        extra_env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
     processes.append(server)
-    until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200, 180,
-          "the tracking server to answer", server)
+    until(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200,
+        180,
+        "the tracking server to answer",
+        server,
+    )
     return server
 
 
@@ -99,24 +118,47 @@ def finished_trials(client: MlflowClient) -> list:
 
 
 @pytest.mark.slow
+def start_slow_search(tmp_path, uri: str) -> Process:
+    """Trials of several seconds, each epoch's metrics written while the next one trains."""
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "sweeplab",
+            f"tracking.uri={uri}",
+            f"state_dir={tmp_path / 'state'}",
+            "tuner.max_trials=3",
+            "tuner.pack=1",
+            "trainer.epochs=12",
+            "trainer.batch_size=8",
+            "trainer.steps_per_execution=1",
+            "trainer.early_stopping.enabled=false",
+            "trainer.verbose=0",
+            "ensemble=none",
+        ],
+        tmp_path,
+        tmp_path / "search.log",
+        # Longer than the server may take to start again on a loaded machine.
+        extra_env={"SWEEPLAB_WRITE_BUDGET_S": "900"},
+    )
+
+
 def test_a_server_restarted_during_a_search_loses_nothing(tmp_path, processes):
     port = free_port()
     server = start_server(tmp_path, processes, port, "server.log")
     uri = f"http://127.0.0.1:{port}"
-    # Trials of several seconds, each epoch's metrics written while the next one trains.
-    running = Process([sys.executable, "-m", "sweeplab", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}",
-                       "tuner.max_trials=3", "tuner.pack=1", "trainer.epochs=12", "trainer.batch_size=8",
-                       "trainer.steps_per_execution=1", "trainer.early_stopping.enabled=false",
-                       "trainer.verbose=0", "ensemble=none"], tmp_path, tmp_path / "search.log",
-                      # Longer than the server may take to start again on a loaded machine.
-                      extra_env={"SWEEPLAB_WRITE_BUDGET_S": "900"})
+    running = start_slow_search(tmp_path, uri)
     processes.append(running)
     client = MlflowClient(uri)
     until(lambda: finished_trials(client), 600, "a first finished trial", running, server)
     server.stop()
     # The outage reached sweeplab's own retries (MLflow's gave up after a few seconds).
-    until(lambda: RETRYING in running.output() and "; retrying in" in running.output(), 300,
-          "a write to meet the stopped server", running)
+    until(
+        lambda: RETRYING in running.output() and "; retrying in" in running.output(),
+        300,
+        "a write to meet the stopped server",
+        running,
+    )
     start_server(tmp_path, processes, port, "server-again.log")
     assert running.wait(1200) == 0, running.output()[-3000:]
     retried = [line for line in running.output().splitlines() if line.startswith(RETRYING)]

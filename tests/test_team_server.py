@@ -17,31 +17,45 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-
 from conftest import free_port, unavailable
 from logins import call
-from processes import Process, until
+from mlflow import MlflowClient
+from processes import Process, env, until
 
 pytestmark = pytest.mark.slow
 
 PASSWORD = "team-secret-1"
 
 
-def start_server(tmp_path: Path, processes: list, db_uri: str, *args: str, extra_env: dict | None = None,
-                 log: str = "server.log") -> tuple[Process, str]:
+def start_server(
+    tmp_path: Path, processes: list, db_uri: str, *args: str, extra_env: dict | None = None, log: str = "server.log"
+) -> tuple[Process, str]:
     port = free_port()
     command = [sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port), *args]
-    server = Process(command, tmp_path, tmp_path / log,
-                     extra_env={"DB_URI": db_uri, "ARTIFACTS": str(tmp_path / "server-artifacts"), **(extra_env or {})})
+    server = Process(
+        command,
+        tmp_path,
+        tmp_path / log,
+        extra_env={"DB_URI": db_uri, "ARTIFACTS": str(tmp_path / "server-artifacts"), **(extra_env or {})},
+    )
     processes.append(server)
     until(lambda: "MLflow tracking server ready" in server.output(), 300, "the server to be ready", server)
     return server, f"http://127.0.0.1:{port}"
 
 
 def search(tmp_path: Path, uri: str, *extra: str, log: str = "search.log", extra_env: dict | None = None) -> Process:
-    args = [sys.executable, "-m", "sweeplab", "tracking=server", f"tracking.uri={uri}", "tuner.max_trials=2",
-            "trainer.epochs=2", "trainer.verbose=0", f"state_dir={tmp_path / 'state'}", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "sweeplab",
+        "tracking=server",
+        f"tracking.uri={uri}",
+        "tuner.max_trials=2",
+        "trainer.epochs=2",
+        "trainer.verbose=0",
+        f"state_dir={tmp_path / 'state'}",
+        *extra,
+    ]
     return Process(args, tmp_path, tmp_path / log, extra_env=extra_env)
 
 
@@ -72,9 +86,14 @@ def test_make_server_creates_its_database_and_logs_a_search_with_proxied_artifac
 
 
 def test_off_loopback_the_server_refuses_to_start_without_a_password(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "sweeplab.tracking.server", "--host", "0.0.0.0"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("SWEEPLAB_ADMIN")})
+    result = subprocess.run(
+        [sys.executable, "-m", "sweeplab.tracking.server", "--host", "0.0.0.0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in env().items() if not k.startswith("SWEEPLAB_ADMIN")},
+    )
     assert result.returncode == 2
     assert "SWEEPLAB_ADMIN_PASSWORD" in result.stderr and "HOST=0.0.0.0" in result.stderr
     assert "Traceback" not in result.stderr
@@ -84,21 +103,28 @@ def test_with_basic_auth_only_a_login_gets_in(tmp_path, processes, postgres):
     db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}"
     server, uri = start_server(tmp_path, processes, db, "--auth", extra_env={"SWEEPLAB_ADMIN_PASSWORD": PASSWORD})
     assert PASSWORD not in " ".join(map(str, server.proc.args)) and PASSWORD not in server.output()
-    for path in ("/api/2.0/mlflow/experiments/search?max_results=10", "/api/2.0/mlflow-artifacts/artifacts?path=",
-                 "/ajax-api/2.0/mlflow/experiments/search?max_results=10", "/"):
+    for path in (
+        "/api/2.0/mlflow/experiments/search?max_results=10",
+        "/api/2.0/mlflow-artifacts/artifacts?path=",
+        "/ajax-api/2.0/mlflow/experiments/search?max_results=10",
+        "/",
+    ):
         assert call(uri, "GET", path)[0] == 401, path
     stranger = search(tmp_path, uri, "ensemble=none", log="stranger.log")
     assert stranger.wait(120) == 2
     assert "401" in stranger.output() or "Unauthorized" in stranger.output()
     # A member who is not admin (added with MLflow's users API) searches in an experiment of its own.
     admin, member = ("admin", PASSWORD), ("member", "member-secret-1")
-    assert call(uri, "POST", "/api/2.0/mlflow/users/create", admin,
-                json={"username": member[0], "password": member[1]})[0] == 200
+    assert (
+        call(uri, "POST", "/api/2.0/mlflow/users/create", admin, json={"username": member[0], "password": member[1]})[0]
+        == 200
+    )
     login = {"MLFLOW_TRACKING_USERNAME": member[0], "MLFLOW_TRACKING_PASSWORD": member[1]}
     done = search(tmp_path, uri, "ensemble=none", log="member.log", extra_env=login)
     assert done.wait() == 0, done.output()[-3000:]
     (experiment,) = json.loads(call(uri, "GET", "/api/2.0/mlflow/experiments/search?max_results=10", member)[1])[
-        "experiments"]
+        "experiments"
+    ]
     assert experiment["name"] == "sweeplab"
     listed = call(uri, "GET", f"/api/2.0/mlflow-artifacts/artifacts?path={experiment['experiment_id']}", member)
     assert listed[0] == 200 and json.loads(listed[1])["files"]
@@ -107,7 +133,9 @@ def test_with_basic_auth_only_a_login_gets_in(tmp_path, processes, postgres):
 def _every_trial_complete(client, experiment_id: str, trials: int, epochs: int) -> None:
     runs = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'trial'")
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert sorted(r.data.tags["sweeplab.trial_id"] for r in finished) == [f"{i:0{len(str(trials))}d}" for i in range(trials)]
+    assert sorted(r.data.tags["sweeplab.trial_id"] for r in finished) == [
+        f"{i:0{len(str(trials))}d}" for i in range(trials)
+    ]
     for run in finished:
         assert len(client.get_metric_history(run.info.run_id, "val_loss")) == epochs
         assert {"learning_curves.png", "predictions.npz"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -131,15 +159,32 @@ def private_postgres(tmp_path):
     def as_postgres(*command: str) -> None:
         # Output to a file: the server it starts would otherwise hold our pipe open.
         with open(home / "commands.log", "a") as log:
-            subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, stdout=log,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
+            subprocess.run(
+                ["runuser", "-u", "postgres", "--", *command],
+                check=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+            )
 
     as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
 
     def pg_ctl(action: str) -> None:
-        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "server.log"), "-w",
-                    "-m", "fast", action)
+        as_postgres(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(data / "server.log"),
+            "-w",
+            "-m",
+            "fast",
+            action,
+        )
 
     pg_ctl("start")
     try:
@@ -154,9 +199,16 @@ def test_a_database_stopped_for_a_moment_loses_nothing(tmp_path, processes, priv
     server, uri = start_server(tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:{pg_port}/sweeplab")
     running = search(tmp_path, uri, "tuner.max_trials=4", "trainer.epochs=3", "ensemble=none")
     client = MlflowClient(uri)
-    until(lambda: client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                     "attributes.status = 'FINISHED' and tags.`sweeplab.role` = 'trial'"),
-          180, "a first finished trial", running, server)
+    until(
+        lambda: client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            "attributes.status = 'FINISHED' and tags.`sweeplab.role` = 'trial'",
+        ),
+        180,
+        "a first finished trial",
+        running,
+        server,
+    )
     pg_ctl("stop")
     time.sleep(4)
     pg_ctl("start")
@@ -167,12 +219,26 @@ def test_a_database_stopped_for_a_moment_loses_nothing(tmp_path, processes, priv
 
 
 def test_four_agents_train_24_trials_once_against_one_postgresql_server(tmp_path, processes, postgres):
-    server, uri = start_server(tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}")
-    chief = search(tmp_path, uri, "tuner.workers=0", "tuner.max_trials=24", "trainer.epochs=2", "ensemble=none",
-                   "model.space.layers=1", log="chief.log")
+    server, uri = start_server(
+        tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}"
+    )
+    chief = search(
+        tmp_path,
+        uri,
+        "tuner.workers=0",
+        "tuner.max_trials=24",
+        "trainer.epochs=2",
+        "ensemble=none",
+        "model.space.layers=1",
+        log="chief.log",
+    )
     processes.append(chief)
-    found = until(lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()), 120,
-                  "the agent command", chief)
+    found = until(
+        lambda: re.search(r"agents join from any machine with:\n  (.+)\n", chief.output()),
+        120,
+        "the agent command",
+        chief,
+    )
     command = found.group(1).replace(" python ", f" {sys.executable} ", 1)
     agents = []
     for i in range(4):

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sweeplab.data import datasets as data_module
-from sweeplab.search import training
 from sweeplab.app import run
-from sweeplab.errors import ConfigError
 from sweeplab.config.validation import validate
+from sweeplab.data import datasets as data_module
+from sweeplab.errors import ConfigError
+from sweeplab.search import training
 
 # Long enough for the validation accuracy to go up and down; no early stop.
 SEARCH = ["tuner.max_trials=1", "trainer.epochs=4", "trainer.verbose=0", "trainer.early_stopping.enabled=false"]
@@ -64,7 +64,10 @@ def test_fit_data_batches_every_sample_once_per_epoch(make_config):
 
 @pytest.mark.parametrize(
     "override,key",
-    [("trainer.steps_per_execution=0", "trainer.steps_per_execution"), ("trainer.best_weights=disk", "trainer.best_weights")],
+    [
+        ("trainer.steps_per_execution=0", "trainer.steps_per_execution"),
+        ("trainer.best_weights=disk", "trainer.best_weights"),
+    ],
 )
 def test_bad_fast_path_settings_name_the_key(make_config, override, key):
     with pytest.raises(ConfigError, match=key):

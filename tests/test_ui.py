@@ -8,17 +8,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import TINY, free_port, serving, unavailable
 
 from sweeplab.tracking import ui
 from sweeplab.tracking.tags import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
-from conftest import TINY, free_port, serving, unavailable
-
 CHROMIUM = Path("/usr/bin/chromium")
 # No GPU, no network beyond the local server, nothing the browser would fetch for itself.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 RUNS = "#/experiments/{}/runs?workflowType=machine_learning"
 
@@ -81,16 +86,26 @@ def test_the_printed_address_shows_the_search_run_in_a_browser(store, make_confi
     assert run_name.startswith("mlp-random-")
 
     port = free_port()
-    command = ["mlflow", "ui", "--backend-store-uri", store["uri"], "--host", "127.0.0.1", "--port", port, "--workers", 1]
-    with serving(command, port, tmp_path / "mlflow-ui.log"):
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 800})
-                page.goto(address.replace("127.0.0.1:5000", f"127.0.0.1:{port}"))
-                # A React app: the table fills in after its own requests.
-                page.get_by_text(run_name).first.wait_for(timeout=60_000)
-                page.screenshot(path=tmp_path / "runs.png")
-                assert "/runs" in page.url
-            finally:
-                browser.close()
+    command = [
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        store["uri"],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--workers",
+        1,
+    ]
+    with serving(command, port, tmp_path / "mlflow-ui.log"), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 800})
+            page.goto(address.replace("127.0.0.1:5000", f"127.0.0.1:{port}"))
+            # A React app: the table fills in after its own requests.
+            page.get_by_text(run_name).first.wait_for(timeout=60_000)
+            page.screenshot(path=tmp_path / "runs.png")
+            assert "/runs" in page.url
+        finally:
+            browser.close()

@@ -1,4 +1,4 @@
-"""`python -m sweeplab.agent SEARCH_RUN_ID [--tracking-uri URI] [--oracle-cert FILE]`:
+"""`sweeplab agent SEARCH_RUN_ID [--tracking-uri URI] [--oracle-cert FILE]` (or `python -m sweeplab.agent`):
 train trials of a running search from any machine.
 
 The search's MLflow run holds what an agent needs: the resolved config
@@ -21,18 +21,14 @@ import os
 import sys
 
 from sweeplab.config.schema import ORACLE_CERT_ENV, ORACLE_CERT_SHA256_ENV, ORACLE_TOKEN_ENV
+from sweeplab.errors import SweeplabError, command_boundary
+from sweeplab.tracking.store import add_tracking_uri_argument
 
-EXIT_USAGE = 2
 
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sweeplab.agent", description=__doc__.splitlines()[0])
+def parser(prog: str = "python -m sweeplab.agent") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train trials of a running search from any machine.")
     p.add_argument("search_run_id", metavar="SEARCH_RUN_ID", help="the MLflow run id of the search to join")
-    p.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="the search's MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
-    )
+    add_tracking_uri_argument(p, "the search's MLflow tracking URI")
     p.add_argument(
         "--oracle-cert",
         metavar="FILE",
@@ -44,13 +40,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="HEX",
         default=os.environ.get(ORACLE_CERT_SHA256_ENV),
         help=f"refuse an oracle certificate with another SHA-256 (default: ${ORACLE_CERT_SHA256_ENV}; the search "
-             "prints it in the agent command)",
+        "prints it in the agent command)",
     )
     return p
 
 
-def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str | None = None,
-                  pin: str | None = None):
+def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str | None = None, pin: str | None = None):
     """(validated config, oracle address, `oracle_access.Tls` or None) of a running search, or a
     SweeplabError saying why not. `pin`: the SHA-256 (hex) the oracle's certificate must have."""
     import tempfile
@@ -64,14 +59,17 @@ def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str |
 
     client, uri, run = open_run(tracking_uri, search_run_id)
     if run.data.tags.get(ROLE) != "search":
-        raise TrackingError(f"run {search_run_id}: not a sweeplab search run (tag {ROLE} is "
-                            f"{run.data.tags.get(ROLE)!r}); pass the search's run id")
+        raise TrackingError(
+            f"run {search_run_id}: not a sweeplab search run (tag {ROLE} is "
+            f"{run.data.tags.get(ROLE)!r}); pass the search's run id"
+        )
     if run.info.status != "RUNNING":
         raise TrackingError(f"search run {search_run_id} is {run.info.status}: nothing left to train")
     address = run.data.tags.get(ORACLE)
     if not address:
-        raise TrackingError(f"search run {search_run_id} serves no oracle: start it with tuner.workers=0 "
-                            "(or > 1) for agents to join")
+        raise TrackingError(
+            f"search run {search_run_id} serves no oracle: start it with tuner.workers=0 (or > 1) for agents to join"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         raw = OmegaConf.load(client.download_artifacts(search_run_id, "config.yaml", tmp))
         configured_tls = bool(raw.tuner.oracle.tls_cert)
@@ -80,15 +78,20 @@ def joined_search(search_run_id: str, tracking_uri: str | None, cert_file: str |
         cfg = validate(raw)
         tls = _oracle_tls(client, run, cert_file, tmp)
     if tls is None and (configured_tls or pin):
-        raise TrackingError(f"search run {search_run_id} says its oracle serves no TLS (tag {ORACLE_CERT}), but "
-                            f"{'this agent pins a certificate' if pin else 'its config sets tuner.oracle.tls_cert'}: "
-                            "refusing to send the token in clear (was the run edited?)")
+        raise TrackingError(
+            f"search run {search_run_id} says its oracle serves no TLS (tag {ORACLE_CERT}), but "
+            f"{'this agent pins a certificate' if pin else 'its config sets tuner.oracle.tls_cert'}: "
+            "refusing to send the token in clear (was the run edited?)"
+        )
     if pin:
         _check_pin(tls.cert, pin, cert_file or f"the certificate logged on search run {search_run_id}")
     # The logged config holds the store's URI with its password masked: use the agent's own.
     cfg.tracking.uri = uri
-    print(f"[sweeplab] agent joining search {run.info.run_name} ({search_run_id}) in {display_uri(uri)}, "
-          f"oracle {address}{' (TLS)' if tls else ''}", flush=True)
+    print(
+        f"[sweeplab] agent joining search {run.info.run_name} ({search_run_id}) in {display_uri(uri)}, "
+        f"oracle {address}{' (TLS)' if tls else ''}",
+        flush=True,
+    )
     return cfg, address, tls
 
 
@@ -116,32 +119,26 @@ def _check_pin(cert: bytes, pin: str, source: str) -> None:
 
     expected = pin.replace(":", "").lower()
     if cert_sha256(cert) != expected:
-        raise TrackingError(f"{source}: its SHA-256 is {cert_sha256(cert) or 'none (not a certificate)'}, not the "
-                            f"pinned {expected} (--oracle-cert-sha256): refusing to send the token to that oracle")
+        raise TrackingError(
+            f"{source}: its SHA-256 is {cert_sha256(cert) or 'none (not a certificate)'}, not the "
+            f"pinned {expected} (--oracle-cert-sha256): refusing to send the token to that oracle"
+        )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from sweeplab.errors import SweeplabError
-
-    args = parser().parse_args(argv)
+@command_boundary()
+def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.agent") -> int:
+    args = parser(prog).parse_args(argv)
     token = os.environ.get(ORACLE_TOKEN_ENV)
     if not token:
-        print(f"sweeplab.agent: set {ORACLE_TOKEN_ENV} to the search's oracle token (the search printed the "
-              "command that does)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert,
-                                          args.oracle_cert_sha256)
-        from sweeplab.search.worker import new_tuner_id, train_trials
+        raise SweeplabError(
+            f"set {ORACLE_TOKEN_ENV} to the search's oracle token (the search printed the command that does)"
+        )
+    cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert, args.oracle_cert_sha256)
+    from sweeplab.search.worker import new_tuner_id, train_trials
 
-        tuner_id = new_tuner_id("agent")
-        print(f"[sweeplab] this agent asks for trials as {tuner_id}", flush=True)
-        return train_trials(cfg, args.search_run_id, address, token, tuner_id, name="agent", tls=tls)
-    except SweeplabError as err:
-        print(f"sweeplab.agent: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    tuner_id = new_tuner_id("agent")
+    print(f"[sweeplab] this agent asks for trials as {tuner_id}", flush=True)
+    return train_trials(cfg, args.search_run_id, address, token, tuner_id, name="agent", tls=tls)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 from sweeplab.config.identity import search_key
 from sweeplab.config.schema import AppConfig
 from sweeplab.config.validation import validate
-from sweeplab.errors import AllTrialsFailedError, SearchStoppedError
+from sweeplab.errors import AllTrialsFailedError, SearchStoppedError, WorkerFailedError
 from sweeplab.search.preparation import prepare, tuner_location
 
 
@@ -146,7 +146,7 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
     except KeyboardInterrupt:
         status = "KILLED"
         raise
-    except chief.WorkerFailedError as err:
+    except WorkerFailedError as err:
         stopped = str(err)
     except RuntimeError as err:
         # Keras Tuner's max_consecutive_failed_trials: report it like any failed search.
@@ -165,7 +165,7 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
     """Log the search's progress figure and totals; print its leaderboard and failed trials."""
     from sweeplab.report.leaderboard import leaderboard, log_comparison
     from sweeplab.search import tuning
-    from sweeplab.tracking import plots
+    from sweeplab.tracking import metric_names, plots
     from sweeplab.tracking.batches import log_metrics
     from sweeplab.tracking.queries import rank, trial_runs
     from sweeplab.tracking.tags import FAILURE, TRIAL_ID
@@ -185,11 +185,11 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
     client.log_figure(parent_id, figure, "search_progress.png")
     plots.close(figure)
 
-    best = runs[0] if runs else None
-    objective_key = f"final_{objective}" if objective.startswith("val_") else None
+    # `rank` kept only the runs that logged the objective's metric: the best one has it.
+    best_score = runs[0].data.metrics[metric_names.ranking_metric(objective)] if runs else None
     totals = {"trials_finished": len(runs), "trials_failed": len(failures)}
-    if best is not None and objective_key in best.data.metrics:
-        totals[f"best_{objective}"] = best.data.metrics[objective_key]
+    if best_score is not None:
+        totals[metric_names.best(objective)] = best_score
     log_metrics(client, parent_id, totals)
 
     packs = packs_formed(client, experiment_id, parent_id)
@@ -203,7 +203,7 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
         print(f"\n{len(failures)} trial(s) failed:")
         for trial_id, reason in failures:
             print(f"  trial {trial_id}: {reason}")
-    return Summary(runs, failures, totals.get(f"best_{objective}"))
+    return Summary(runs, failures, best_score)
 
 
 def packs_formed(client, experiment_id: str, parent_id: str) -> str:
@@ -213,8 +213,11 @@ def packs_formed(client, experiment_id: str, parent_id: str) -> str:
 
     packs = set()
     for status in ("FINISHED", "FAILED"):
-        packs |= {r.data.tags[PACK] for r in trial_runs(client, experiment_id, parent_id, status=status)
-                  if PACK in r.data.tags}
+        packs |= {
+            r.data.tags[PACK]
+            for r in trial_runs(client, experiment_id, parent_id, status=status)
+            if PACK in r.data.tags
+        }
     return "\n".join(sorted(packs))
 
 

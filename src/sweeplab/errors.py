@@ -1,7 +1,13 @@
 """Errors with meaning: what the user must fix, found before any training; and any error told
-in one line that is safe to print or store (passwords masked)."""
+in one line that is safe to print or store (passwords masked); and the one boundary every command
+reports them through (`command_boundary`)."""
 
+import functools
 import re
+import sys
+
+EXIT_USAGE = 2  # a problem the user can fix (and argparse's own usage errors)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 
 
 class SweeplabError(Exception):
@@ -34,6 +40,36 @@ class EnsembleError(SweeplabError):
 
 class SearchStoppedError(SweeplabError):
     """Keras Tuner stopped a search after too many consecutive failed trials."""
+
+
+class WorkerFailedError(RuntimeError):
+    """A local worker process of a search exited with an error (the search reports it as stopped)."""
+
+
+def command_boundary(interrupted: str = "interrupted", exits: bool = False):
+    """The one error boundary of every command: a SweeplabError is one line on stderr,
+    `sweeplab: <why>`, and exit status 2, without a traceback; Ctrl-C is one line (`interrupted`)
+    and status 130. The decorated function returns that status, or with `exits` ends the process
+    with it (a Hydra task or callback, whose return value is not a status). Passwords in the message
+    are masked; any other exception is a bug and keeps its traceback."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def guarded(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except SweeplabError as err:
+                status, message = EXIT_USAGE, redact(str(err))
+            except KeyboardInterrupt:
+                status, message = EXIT_INTERRUPTED, interrupted
+            print(f"sweeplab: {message}", file=sys.stderr, flush=True)
+            if exits:
+                sys.exit(status)
+            return status
+
+        return guarded
+
+    return decorate
 
 
 # scheme://user:PASSWORD@ anywhere in a text (a URI alone, an override, an error message).

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from sweeplab.errors import command_boundary
 
 
 class PrepareTrackingStore(Callback):
@@ -16,6 +16,7 @@ class PrepareTrackingStore(Callback):
     migration ("database is locked"); after this, they only open it.
     """
 
+    @command_boundary(exits=True)
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from sweeplab.config.schema import TrackingConfig
         from sweeplab.config.validation import typed
@@ -24,16 +25,12 @@ class PrepareTrackingStore(Callback):
         tracking = typed(TrackingConfig, dict(config.tracking), "tracking")
         connect(tracking)
 
+    @command_boundary(exits=True)
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from omegaconf import OmegaConf
 
         from sweeplab.app import finish_experiment
-        from sweeplab.errors import SweeplabError
         from sweeplab.config.validation import validate
 
-        try:
-            cfg = validate(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
-            finish_experiment(cfg)
-        except SweeplabError as err:
-            print(f"sweeplab: {err}", file=sys.stderr, flush=True)
-            sys.exit(2)
+        cfg = validate(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
+        finish_experiment(cfg)

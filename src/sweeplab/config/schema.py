@@ -1,15 +1,27 @@
 """Structured-config schemas: one dataclass per config group (the model
 group's schema is its family's `Config`), and `AppConfig`, the validated
 whole. `validation.py` checks a composed config against them.
+
+The dataclasses are the only home of the defaults: `store.py` registers them
+with Hydra's ConfigStore as each group's base, and an option file in `conf/`
+holds only what differs from it. A field that only some options of a group
+hold (Hyperband's budget, a data file's path) is declared with `only(...)`.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
+
+from omegaconf import MISSING
 
 from sweeplab.space.hyperparameters import Space
+
+
+def only(*options: str, default: Any) -> Any:
+    """A field that only the named options of its group hold: their base adds it, the others' lacks it."""
+    return field(default=default, metadata={"only": options})
 
 
 class TunerKind(str, enum.Enum):
@@ -26,18 +38,20 @@ class Direction(str, enum.Enum):
 
 @dataclass
 class DataConfig:
-    name: str = "digits"
+    # The data set (each option of conf/data sets its own).
+    name: str = MISSING
     val_fraction: float = 0.2
     test_fraction: float = 0.2
+    # Standardize every input with mean and std computed on the train split only.
     standardize: bool = True
-    # npz / csv / mnist: the file to load.
-    path: Optional[str] = None
+    # npz / csv / mnist: the file to load (mnist: Keras' mnist.npz).
+    path: str | None = only("npz", "csv", "mnist", default=None)
     # npz / csv: input name -> column list (csv) or array key (npz).
-    inputs: Optional[Dict[str, Any]] = None
+    inputs: dict[str, Any] | None = only("npz", "csv", default=None)
     # npz / csv: target column or array key -> task (classification or regression).
-    targets: Optional[Dict[str, str]] = None
+    targets: dict[str, str] | None = only("npz", "csv", default=None)
     # mnist: fetch with Keras' loader when `path` is absent (needs network).
-    download: bool = False
+    download: bool = only("mnist", default=False)
 
 
 # The shared secret of an oracle listening off loopback (workers and agents send it).
@@ -52,17 +66,19 @@ ORACLE_CERT_SHA256_ENV = "SWEEPLAB_ORACLE_CERT_SHA256"
 class OracleConfig:
     """Where a search's oracle listens for its workers and agents (tuner.workers != 1)."""
 
+    # Off loopback, set SWEEPLAB_ORACLE_TOKEN (a shared secret every call must carry).
     host: str = "127.0.0.1"
-    # 0: any free port (recorded on the search run, where agents find it).
+    # 0: any free port; the search run's tag sweeplab.oracle records it for agents.
     port: int = 0
     # A worker or agent not heard from this long has lost its trial; it goes to another.
     lease_s: float = 30.0
     # How long a worker or agent waits for the oracle to answer before it stops (< lease_s).
     wait_s: float = 10.0
-    # TLS (both or neither): the oracle's PEM certificate, which must name the address agents
-    # connect to (subjectAltName), and its private key. Without them calls go in clear.
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
+    # TLS for every call (both or neither): the oracle's PEM certificate, which must name the
+    # address agents connect to (subjectAltName), and its private key. Off loopback without
+    # them the token and every trial cross the network in clear.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass
@@ -70,29 +86,37 @@ class TunerConfig:
     """One schema for every kind, so that one override works across a multirun
     over tuners (e.g. `-m tuner=random,hyperband ++tuner.max_epochs=3`)."""
 
-    kind: TunerKind = TunerKind.random
-    max_trials: Optional[int] = 10
+    # The tuner (each option of conf/tuner sets its own).
+    kind: TunerKind = MISSING
+    # Trials to run (grid: stops after this many points; null: the whole grid).
+    max_trials: int | None = 10
     objective: str = "val_accuracy"
     direction: Direction = Direction.max
-    seed: Optional[int] = 1
+    seed: int | None = 1
     executions_per_trial: int = 1
+    # Keras Tuner stops after this many trials fail in a row.
     max_consecutive_failed_trials: int = 3
+    # true: forget earlier progress of this search and start over.
     overwrite: bool = False
-    # Processes that train trials at once on this machine (Keras Tuner's distributed
-    # mode); 0: none, the search only serves its oracle to agents.
+    # Trials trained at once, each worker its own process (on one machine; more than the
+    # CPU cores only adds contention). 0: none here, the search only serves its oracle to
+    # agents (python -m sweeplab.agent SEARCH_RUN_ID, on any machine).
     workers: int = 1
+    # Where the oracle listens for local workers and agents (tuner.workers != 1).
     oracle: OracleConfig = field(default_factory=OracleConfig)
-    # Trials trained together as branches of one graph (an integer, or auto: 8 for dense
-    # families, one at a time where trials cannot share a graph cheaply).
+    # Trials trained together as branches of one graph (horizontal fusion): an integer, or
+    # auto (8 for dense families, one at a time where trials cannot share a graph cheaply).
     pack: Any = "auto"
-    # Hyperband only.
-    max_epochs: int = 9
-    factor: int = 3
-    hyperband_iterations: int = 1
-    # Bayesian only.
-    num_initial_points: Optional[int] = None
-    alpha: float = 1e-4
-    beta: float = 2.6
+    # Hyperband's budget is epochs, not trials: the most epochs one model trains, and the
+    # reduction factor between brackets.
+    max_epochs: int = only("hyperband", default=9)
+    factor: int = only("hyperband", default=3)
+    hyperband_iterations: int = only("hyperband", default=1)
+    # Bayesian: random trials before the Gaussian process takes over (null: 3 x number of
+    # hyperparameters), and the process's noise and exploration.
+    num_initial_points: int | None = only("bayesian", default=None)
+    alpha: float = only("bayesian", default=1e-4)
+    beta: float = only("bayesian", default=2.6)
 
 
 @dataclass
@@ -108,22 +132,37 @@ class TrainerConfig:
     epochs: int = 20
     batch_size: int = 32
     optimizer: str = "adam"
+    # Used unless the model's space searches learning_rate.
     learning_rate: float = 1e-3
-    loss: Optional[str] = None
+    # null: chosen from the task (sparse categorical cross-entropy for classes).
+    loss: str | None = None
+    # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
     verbose: int = 2
+    # Batches run per call into the compiled training graph (fewer Python round trips per
+    # epoch; the updates are the same as with 1).
     steps_per_execution: int = 32
+    # Feed trials from tf.data pipelines built once per process (true) or from the NumPy
+    # arrays, converted again by every fit (false).
     tf_data: bool = True
+    # Where a trial keeps its best epoch's weights while it trains: memory (written to Keras
+    # Tuner's checkpoint once, when the trial ends) or checkpoint (Keras Tuner writes the
+    # file at every improving epoch).
     best_weights: str = "memory"
-    # One TensorBoard log directory per trial, also logged as the trial run's artifacts.
+    # TensorBoard logs, one folder per trial under the search's state folder, also logged as
+    # the trial run's `tensorboard` artifacts; `make tensorboard` serves them.
     tensorboard: bool = False
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
 @dataclass
 class TrackingConfig:
-    uri: Optional[str] = None
+    # MLflow tracking URI (each option of conf/tracking sets its own).
+    uri: str | None = None
     experiment: str = "sweeplab"
-    artifact_location: Optional[str] = None
+    # Where a new experiment keeps its artifacts (null: beside the SQLite store, or the
+    # server's default for a remote store).
+    artifact_location: str | None = None
+    # Log each trial's trained model (loadable with mlflow.pyfunc.load_model).
     log_models: bool = True
 
 
@@ -134,20 +173,31 @@ class EnsembleMethod(str, enum.Enum):
 
 @dataclass
 class EnsembleConfig:
+    # After the search: an ensemble of the experiment's best finished trials (all families).
     enabled: bool = True
+    # Candidates: the best `top_k` finished trials by the tuner's objective.
     top_k: int = 5
+    # greedy: forward selection with replacement; optimize: SLSQP over the simplex on the
+    # validation loss (falls back to greedy if that is worse).
     method: EnsembleMethod = EnsembleMethod.greedy
+    # Greedy stops after this many additions, or earlier when nothing improves.
     max_steps: int = 20
-    registered_model: Optional[str] = None
+    # MLflow Model Registry name (a new version per build); null: not registered.
+    registered_model: str | None = None
 
 
 @dataclass
 class RootConfig:
+    # Seed for data splits and weight initialization (the tuner has its own).
     seed: int = 42
+    # Where Keras Tuner keeps its state (oracle, checkpoints) so that re-running the same
+    # command resumes the search.
     state_dir: str = ".sweeplab/tuner"
+    # How many rows the leaderboard shows at the end of a search.
     leaderboard_rows: int = 10
-    # A trial param (e.g. variant): print and log one table and figure comparing every trial by it.
-    compare_by: Optional[str] = None
+    # A trial hyperparameter (e.g. variant) to compare every trial by at the end: a table and
+    # a figure, printed and logged to the search run. null: none.
+    compare_by: str | None = None
 
 
 GROUPS = ("data", "model", "tuner", "trainer", "tracking", "ensemble")
@@ -166,7 +216,7 @@ class AppConfig:
     seed: int
     state_dir: str
     leaderboard_rows: int
-    compare_by: Optional[str]
+    compare_by: str | None
     space: Space
     resolved: dict  # the whole config as plain data, for logging
 

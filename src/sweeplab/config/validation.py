@@ -12,6 +12,7 @@ import enum
 import os
 import ssl
 import typing
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,54 +42,15 @@ from sweeplab.space.vocabulary import LOSSES, OPTIMIZERS
 def validate(cfg: DictConfig | dict) -> AppConfig:
     """Check every group against its schema; raise ConfigError on the first problem."""
     raw = _resolve(cfg)
-    unknown = set(raw) - set(GROUPS) - {f.name for f in dataclasses.fields(RootConfig)}
-    if unknown:
-        key = sorted(unknown)[0]
-        allowed = sorted(set(GROUPS) | {f.name for f in dataclasses.fields(RootConfig)})
-        raise ConfigError(key, raw[key], f"one of the top-level keys {allowed}")
-    for group in GROUPS:
-        if not isinstance(raw.get(group), dict):
-            raise ConfigError(group, raw.get(group), f"a '{group}' config group (e.g. {group}=<option>)")
-
+    _check_groups(raw)
     root = typed(RootConfig, {k: v for k, v in raw.items() if k not in GROUPS}, prefix="")
-    data = typed(DataConfig, raw["data"], "data")
-    if data.name not in DATASETS:
-        raise ConfigError("data.name", data.name, f"one of {list(DATASETS)}")
-    for key in ("val_fraction", "test_fraction"):
-        value = getattr(data, key)
-        if not 0 < value < 1:
-            raise ConfigError(f"data.{key}", value, "a fraction between 0 and 1 (exclusive)")
-    for target, task in (data.targets or {}).items():
-        if task not in TASKS:
-            raise ConfigError(f"data.targets.{target}", task, f"one of {list(TASKS)}")
-    if data.val_fraction + data.test_fraction >= 1:
-        raise ConfigError(
-            "data.val_fraction", data.val_fraction, "val_fraction + test_fraction < 1 (some data must remain for training)"
-        )
-
-    family = get_family(raw["model"].get("family"))
-    model = typed(family.Config, raw["model"], "model")
-    for key, value, expected in model.check():
-        raise ConfigError(key, value, expected)
-    space = parse_space(model.space, family.HYPERPARAMETERS)
-
+    data = _data(raw["data"])
+    model, space = _model(raw["model"])
     tuner = typed(TunerConfig, raw["tuner"], "tuner")
     _check_tuner(tuner, space)
-
     trainer = typed(TrainerConfig, raw["trainer"], "trainer")
     _check_trainer(trainer)
-    tracking = typed(TrackingConfig, raw["tracking"], "tracking")
-    if not tracking.experiment.strip():
-        raise ConfigError("tracking.experiment", tracking.experiment, "a non-empty experiment name")
-    ensemble = typed(EnsembleConfig, raw["ensemble"], "ensemble")
-    _positive("ensemble.top_k", ensemble.top_k)
-    _positive("ensemble.max_steps", ensemble.max_steps)
-    if ensemble.enabled and not tracking.log_models:
-        # Found now rather than after hours of training: members are logged models.
-        raise ConfigError(
-            "tracking.log_models", False, "true while an ensemble is built (or ensemble=none)"
-        )
-
+    tracking, ensemble = _tracking_and_ensemble(raw["tracking"], raw["ensemble"])
     return AppConfig(
         data=data,
         model=model,
@@ -105,6 +67,60 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
     )
 
 
+def _check_groups(raw: dict) -> None:
+    """Only known top-level keys, and every group a mapping."""
+    known = set(GROUPS) | {f.name for f in dataclasses.fields(RootConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(key, raw[key], f"one of the top-level keys {sorted(known)}")
+    for group in GROUPS:
+        if not isinstance(raw.get(group), dict):
+            raise ConfigError(group, raw.get(group), f"a '{group}' config group (e.g. {group}=<option>)")
+
+
+def _data(raw: dict) -> DataConfig:
+    data = typed(DataConfig, raw, "data")
+    if data.name not in DATASETS:
+        raise ConfigError("data.name", data.name, f"one of {list(DATASETS)}")
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(data, key)
+        if not 0 < value < 1:
+            raise ConfigError(f"data.{key}", value, "a fraction between 0 and 1 (exclusive)")
+    for target, task in (data.targets or {}).items():
+        if task not in TASKS:
+            raise ConfigError(f"data.targets.{target}", task, f"one of {list(TASKS)}")
+    if data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            "data.val_fraction",
+            data.val_fraction,
+            "val_fraction + test_fraction < 1 (some data must remain for training)",
+        )
+    return data
+
+
+def _model(raw: dict) -> tuple[Any, Space]:
+    """The family's own config, checked by the family, and the search space it parses."""
+    family = get_family(raw.get("family"))
+    model = typed(family.Config, raw, "model")
+    for key, value, expected in model.check():
+        raise ConfigError(key, value, expected)
+    return model, parse_space(model.space, family.HYPERPARAMETERS)
+
+
+def _tracking_and_ensemble(raw_tracking: dict, raw_ensemble: dict) -> tuple[TrackingConfig, EnsembleConfig]:
+    tracking = typed(TrackingConfig, raw_tracking, "tracking")
+    if not tracking.experiment.strip():
+        raise ConfigError("tracking.experiment", tracking.experiment, "a non-empty experiment name")
+    ensemble = typed(EnsembleConfig, raw_ensemble, "ensemble")
+    _positive("ensemble.top_k", ensemble.top_k)
+    _positive("ensemble.max_steps", ensemble.max_steps)
+    if ensemble.enabled and not tracking.log_models:
+        # Found now rather than after hours of training: members are logged models.
+        raise ConfigError("tracking.log_models", False, "true while an ensemble is built (or ensemble=none)")
+    return tracking, ensemble
+
+
 def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     _positive("tuner.executions_per_trial", tuner.executions_per_trial)
     _positive("tuner.max_consecutive_failed_trials", tuner.max_consecutive_failed_trials)
@@ -113,9 +129,8 @@ def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     _check_oracle(tuner.oracle)
     if tuner.pack != "auto" and (isinstance(tuner.pack, bool) or not isinstance(tuner.pack, int) or tuner.pack < 1):
         raise ConfigError("tuner.pack", tuner.pack, "auto, or an integer >= 1 (trials trained together)")
-    if tuner.kind in (TunerKind.random, TunerKind.bayesian):
-        if tuner.max_trials is None:
-            raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")
+    if tuner.kind in (TunerKind.random, TunerKind.bayesian) and tuner.max_trials is None:
+        raise ConfigError("tuner.max_trials", None, f"a positive integer for the {tuner.kind.value} tuner")
     if tuner.max_trials is not None:
         _positive("tuner.max_trials", tuner.max_trials)
     if tuner.kind == TunerKind.hyperband:
@@ -135,12 +150,14 @@ def _check_oracle(oracle: OracleConfig) -> None:
             raise ConfigError(f"tuner.oracle.{key}", getattr(oracle, key), "a number of seconds > 0")
     if oracle.wait_s >= oracle.lease_s:
         # A call the chief answers after the lease would come from a tuner that already lost its trial.
-        raise ConfigError("tuner.oracle.wait_s", oracle.wait_s,
-                          f"fewer seconds than tuner.oracle.lease_s ({oracle.lease_s:g})")
+        raise ConfigError(
+            "tuner.oracle.wait_s", oracle.wait_s, f"fewer seconds than tuner.oracle.lease_s ({oracle.lease_s:g})"
+        )
     _check_tls(oracle)
     if not is_loopback(oracle.host) and not os.environ.get(ORACLE_TOKEN_ENV):
         raise ConfigError(
-            "tuner.oracle.host", oracle.host,
+            "tuner.oracle.host",
+            oracle.host,
             f"127.0.0.1 (loopback), or a shared secret in the environment variable {ORACLE_TOKEN_ENV}: "
             "off loopback the oracle answers only calls that carry it",
         )
@@ -152,12 +169,13 @@ def _check_tls(oracle: OracleConfig) -> None:
     given = {key for key in files if getattr(oracle, key)}
     if given and len(given) < len(files):
         (missing,) = set(files) - given
-        raise ConfigError(f"tuner.oracle.{missing}", None,
-                          f"{files[missing][1]} file too: tls_cert and tls_key are set together")
+        raise ConfigError(
+            f"tuner.oracle.{missing}", None, f"{files[missing][1]} file too: tls_cert and tls_key are set together"
+        )
     for key in sorted(given):
         path, (marker, what) = getattr(oracle, key), files[key]
         try:
-            text = open(path, encoding="ascii", errors="replace").read()
+            text = Path(path).read_text(encoding="ascii", errors="replace")
         except OSError as err:
             raise ConfigError(f"tuner.oracle.{key}", path, f"{what} file this user can read ({err.strerror})") from None
         if f"{marker}-----" not in text:  # -----BEGIN [RSA |EC ]PRIVATE KEY-----, -----BEGIN CERTIFICATE-----
@@ -173,10 +191,14 @@ def _check_tls_pair(cert: str, key: str) -> None:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key, password=lambda: b"")
     except ssl.SSLError as err:
         if "KEY_VALUES_MISMATCH" in str(err):
-            raise ConfigError("tuner.oracle.tls_key", key,
-                              f"the private key of the certificate in tuner.oracle.tls_cert ({cert})") from None
-        raise ConfigError("tuner.oracle.tls_key", key,
-                          f"an unencrypted PEM private key of the certificate in tuner.oracle.tls_cert ({cert})") from None
+            raise ConfigError(
+                "tuner.oracle.tls_key", key, f"the private key of the certificate in tuner.oracle.tls_cert ({cert})"
+            ) from None
+        raise ConfigError(
+            "tuner.oracle.tls_key",
+            key,
+            f"an unencrypted PEM private key of the certificate in tuner.oracle.tls_cert ({cert})",
+        ) from None
 
 
 def _check_trainer(trainer: TrainerConfig) -> None:

@@ -29,6 +29,19 @@ def check_arrays(
     train, val and test of a stratified split.
     """
     x, y = np.asarray(x), np.asarray(y)
+    _check_inputs(x, y, source)
+    if not classification:
+        if not np.issubdtype(y.dtype, np.number):
+            raise DataError(f"{source}: targets have dtype {y.dtype}; expected numbers")
+        _check_finite(y, "targets", source)
+        return
+    _check_labels(y, len(x), source, num_classes)
+    if val_fraction is not None and test_fraction is not None:
+        _check_stratifiable(y, source, val_fraction, test_fraction)
+
+
+def _check_inputs(x: np.ndarray, y: np.ndarray, source: str) -> None:
+    """Inputs: at least two axes, at least one row, one label per row, finite real numbers."""
     if x.ndim < 2:
         raise DataError(f"{source}: inputs have shape {x.shape}; expected (samples, features...) with at least 2 axes")
     if len(x) == 0:
@@ -40,15 +53,13 @@ def check_arrays(
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{source}: inputs have dtype {x.dtype}; expected real numbers")
     _check_finite(x, "inputs", source)
-    if not classification:
-        if not np.issubdtype(y.dtype, np.number):
-            raise DataError(f"{source}: targets have dtype {y.dtype}; expected numbers")
-        _check_finite(y, "targets", source)
-        return
 
+
+def _check_labels(y: np.ndarray, samples: int, source: str, num_classes: int | None) -> None:
+    """Class labels: one integer per sample, in 0..num_classes-1 (0 or more when not given)."""
     if y.ndim != 1:
         raise DataError(
-            f"{source}: labels have shape {y.shape}; expected one integer class label per sample, shape ({len(x)},)"
+            f"{source}: labels have shape {y.shape}; expected one integer class label per sample, shape ({samples},)"
         )
     if not np.issubdtype(y.dtype, np.number):
         raise DataError(f"{source}: labels have dtype {y.dtype}; expected integer class labels 0..K-1")
@@ -62,26 +73,28 @@ def check_arrays(
         expected = f"0..{high}" if high is not None else "0 or more"
         raise DataError(f"{source}: label {int(bad)} out of range; expected class labels {expected}")
 
-    if val_fraction is not None and test_fraction is not None:
-        classes, counts = np.unique(y, return_counts=True)
-        # Each class needs a sample in test, in val and in train.
-        need = 3
-        rare = counts.argmin()
-        if counts[rare] < need:
+
+def _check_stratifiable(y: np.ndarray, source: str, val_fraction: float, test_fraction: float) -> None:
+    """Every class can appear in train, val and test of a stratified split."""
+    classes, counts = np.unique(y, return_counts=True)
+    # Each class needs a sample in test, in val and in train.
+    need = 3
+    rare = counts.argmin()
+    if counts[rare] < need:
+        raise DataError(
+            f"{source}: class {classes[rare]} has {counts[rare]} sample(s); expected at least {need} "
+            "for a stratified train/val/test split"
+        )
+    for split_name, fraction, remaining in (
+        ("test", test_fraction, len(y)),
+        ("val", val_fraction / (1 - test_fraction), len(y) * (1 - test_fraction)),
+    ):
+        size = int(np.ceil(fraction * remaining))
+        if size < len(classes):
             raise DataError(
-                f"{source}: class {classes[rare]} has {counts[rare]} sample(s); expected at least {need} "
-                "for a stratified train/val/test split"
+                f"{source}: the {split_name} split would hold {size} samples for {len(classes)} classes; "
+                f"expected at least one per class (more samples, or a larger data.{split_name}_fraction)"
             )
-        for split_name, fraction, remaining in (
-            ("test", test_fraction, len(y)),
-            ("val", val_fraction / (1 - test_fraction), len(y) * (1 - test_fraction)),
-        ):
-            size = int(np.ceil(fraction * remaining))
-            if size < len(classes):
-                raise DataError(
-                    f"{source}: the {split_name} split would hold {size} samples for {len(classes)} classes; "
-                    f"expected at least one per class (more samples, or a larger data.{split_name}_fraction)"
-                )
 
 
 def check_split(name: str, x, y, source: str) -> None:

@@ -62,7 +62,7 @@ class Split:
     def y(self):
         return _single_or_dict(self.targets)
 
-    def take(self, n: int) -> "Split":
+    def take(self, n: int) -> Split:
         return Split({k: v[:n] for k, v in self.inputs.items()}, {k: v[:n] for k, v in self.targets.items()})
 
 
@@ -82,14 +82,12 @@ class Dataset:
     def standardized(self, split: Split) -> Split:
         """`split`'s inputs as a model's layers see them after its standardization layer."""
         return Split(
-            {k: _scale(v, *self.standardization[k]) if k in self.standardization else v for k, v in split.inputs.items()},
+            {
+                k: _scale(v, *self.standardization[k]) if k in self.standardization else v
+                for k, v in split.inputs.items()
+            },
             split.targets,
         )
-
-    @property
-    def input_shape(self) -> tuple:
-        """The shape of the first input (the only one for most data sets)."""
-        return self.inputs[0].shape
 
     @property
     def num_classes(self) -> int:
@@ -106,7 +104,7 @@ class Dataset:
 
         return reported_metrics(resolve_heads(self))
 
-    def with_one_hot(self, names: list[str]) -> "Dataset":
+    def with_one_hot(self, names: list[str]) -> Dataset:
         """A copy whose named classification targets are one-hot (for losses such as MSE)."""
         classes = {t.name: t.num_classes for t in self.targets if t.name in names}
 
@@ -153,7 +151,6 @@ def _target_spec(name: str, values: np.ndarray, task: str, dataset: str) -> Targ
             f"got values from {values.min()} to {values.max()}"
         )
     return Target(name, task, num_classes=int(values.max()) + 1)
-
 
 
 def split(

@@ -163,7 +163,6 @@ def _same_length(arrays: dict, path) -> None:
         raise DataError(f"data.path: arrays of {path!r} differ in length {lengths}; expected one row per example")
 
 
-
 # data.name -> loader; conf/data/<name>.yaml configures each.
 LOADERS = {"digits": digits, "wine_multi": wine_multi, "mnist": mnist, "npz": npz, "csv": csv}
 

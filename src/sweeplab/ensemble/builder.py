@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweeplab.errors import EnsembleError
+from sweeplab.tracking import metric_names
 from sweeplab.tracking.queries import DEFAULT_OBJECTIVE
 
 CHAMPION = "champion"  # the registry alias of the best ensemble version on validation
@@ -64,7 +65,7 @@ class EnsembleResult:
     registered: str | None  # "name version N"
 
     def describe(self) -> str:
-        name = self.objective.removeprefix("val_")
+        name = metric_names.metric_of(self.objective)
         lines = [f"Ensemble (MLflow run {self.run_id}; model {self.model_uri})"]
         lines += [f"  {m.weight:.3f}  {m.label}  ({m.run_id})" for m in self.members]
         lines.append(
@@ -78,7 +79,8 @@ class EnsembleResult:
 
 
 def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, filters: Filters) -> list:
-    """Finished trial runs passing `filters`, best first by the objective."""
+    """Finished trial runs passing `filters`, best first by the objective measured on the validation
+    split (`final_val_*`), where the members' weights are chosen too: not by a training-split score."""
     from sweeplab.tracking.queries import rank, trial_runs
     from sweeplab.tracking.tags import FAMILY
 
@@ -89,7 +91,7 @@ def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, f
         if (not filters.families or r.data.tags.get(FAMILY) in filters.families)
         and all(r.data.tags.get(k) == v for k, v in filters.tags.items())
     ]
-    return rank(runs, objective, maximize)
+    return rank(runs, objective, maximize, on_validation=True)
 
 
 def _download_member(client, run, folder: Path):
@@ -145,14 +147,50 @@ def build(
     registered_model: str | None = None,
 ) -> EnsembleResult:
     """Choose, log and (if named) register an ensemble; nothing is logged on error."""
-    from sweeplab.ensemble import selection
-    from sweeplab.tracking.tags import FAMILY
-
     filters = filters or Filters()
+    _check_settings(top_k, method)
+    ranked = _ranked_candidates(client, experiment_id, objective, maximize, filters)
+    settings = {
+        "objective": objective,
+        "direction": "max" if maximize else "min",
+        "method": method,
+        "top_k": top_k,
+        "max_steps": max_steps,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        runs, saved, files, model_dirs = _download_members(client, ranked, top_k, Path(tmp), filters)
+        settings["candidates"] = len(runs)
+        chosen, metrics = _choose(saved, objective, maximize, method, max_steps)
+        members = _members(runs, chosen.weights)
+        best = members[chosen.best_member]
+        members, files, model_dirs = _heaviest_first(members, files, model_dirs)
+        run_id = _log(client, experiment_id, members, files, model_dirs[0], saved[0].heads, settings, metrics)
+    registered = _register(client, run_id, registered_model, members, objective, maximize) if registered_model else None
+    return EnsembleResult(
+        run_id=run_id,
+        members=members,
+        objective=objective,
+        val=metrics["ensemble_val"],
+        test=metrics["ensemble_test"],
+        best_member=best,
+        best_member_val=metrics["best_member_val"],
+        best_member_test=metrics["best_member_test"],
+        model_uri=f"runs:/{run_id}/model",
+        registered=registered,
+    )
+
+
+def _check_settings(top_k: int, method: str) -> None:
+    from sweeplab.ensemble import selection
+
     if top_k < 1:
         raise EnsembleError(f"ensemble.top_k: got {top_k}; expected an integer >= 1")
     if method not in selection.METHODS:
         raise EnsembleError(f"ensemble.method: got {method!r}; expected one of {list(selection.METHODS)}")
+
+
+def _ranked_candidates(client, experiment_id: str, objective: str, maximize: bool, filters: Filters) -> list:
+    """`candidate_runs`, refusing an experiment with none."""
     ranked = candidate_runs(client, experiment_id, objective, maximize, filters)
     if not ranked:
         experiment = client.get_experiment(experiment_id).name
@@ -160,68 +198,66 @@ def build(
             f"experiment {experiment!r} has no finished trials{filters.describe()} with a final {objective}; "
             "nothing to ensemble"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        runs, saved, files, model_dirs = [], [], [], []
-        for run in ranked:
-            downloaded = _download_member(client, run, Path(tmp))
-            if downloaded is None:
-                continue  # trials logged without a model or predictions
-            runs.append(run)
-            saved.append(downloaded[0])
-            files.append(downloaded[1])
-            model_dirs.append(downloaded[2])
-            if len(runs) == top_k:
-                break
-        if not runs:
-            raise EnsembleError(
-                f"none of the {len(ranked)} finished trials{filters.describe()} has both a logged model and "
-                "predictions.npz (trials need tracking.log_models=true)"
-            )
-        _check_compatible(runs, saved)
-        val_outputs = [p.outputs["val"] for p in saved]
-        chosen = selection.select(val_outputs, saved[0].targets["val"], objective, maximize, method, max_steps)
-        # The test split, once: to report.
-        test_outputs, test_targets = [p.outputs["test"] for p in saved], saved[0].targets["test"]
-        test = selection.evaluate(selection.average(test_outputs, chosen.weights), test_targets)
-        alone = [float(i == chosen.best_member) for i in range(len(saved))]
-        best_test = selection.evaluate(selection.average(test_outputs, alone), test_targets)
-        members = [
-            Member(r.info.run_id, r.info.run_name, r.data.tags.get(FAMILY, ""), float(w))
-            for r, w in zip(runs, chosen.weights)
-        ]
-        best = members[chosen.best_member]
-        kept = [i for i in sorted(range(len(members)), key=lambda i: -members[i].weight) if members[i].weight > 0]
-        run_id = _log(
-            client,
-            experiment_id,
-            members=[members[i] for i in kept],
-            member_files=[files[i] for i in kept],
-            signature_source=model_dirs[kept[0]],
-            heads=saved[0].heads,
-            settings={"objective": objective, "direction": "max" if maximize else "min", "method": method,
-                      "top_k": top_k, "max_steps": max_steps, "candidates": len(runs)},
-            metrics={"ensemble_val": chosen.val_metrics, "ensemble_test": test,
-                     "best_member_val": chosen.best_member_val_metrics, "best_member_test": best_test},
+    return ranked
+
+
+def _download_members(client, ranked: list, top_k: int, folder: Path, filters: Filters) -> tuple[list, ...]:
+    """(runs, their predictions, .keras files, model folders) of the first `top_k` ranked trials
+    that logged both a model and predictions; they must be compatible."""
+    runs, saved, files, model_dirs = [], [], [], []
+    for run in ranked:
+        downloaded = _download_member(client, run, folder)
+        if downloaded is None:
+            continue  # trials logged without a model or predictions
+        runs.append(run)
+        saved.append(downloaded[0])
+        files.append(downloaded[1])
+        model_dirs.append(downloaded[2])
+        if len(runs) == top_k:
+            break
+    if not runs:
+        raise EnsembleError(
+            f"none of the {len(ranked)} finished trials{filters.describe()} has both a logged model and "
+            "predictions.npz (trials need tracking.log_models=true)"
         )
-    kept_members = [members[i] for i in kept]
-    registered = (
-        _register(client, run_id, registered_model, kept_members, objective, maximize) if registered_model else None
-    )
-    return EnsembleResult(
-        run_id=run_id,
-        members=[members[i] for i in kept],
-        objective=objective,
-        val=chosen.val_metrics,
-        test=test,
-        best_member=best,
-        best_member_val=chosen.best_member_val_metrics,
-        best_member_test=best_test,
-        model_uri=f"runs:/{run_id}/model",
-        registered=registered,
-    )
+    _check_compatible(runs, saved)
+    return runs, saved, files, model_dirs
 
 
-def _log(client, experiment_id, *, members, member_files, signature_source, heads, settings, metrics) -> str:
+def _choose(saved: list, objective: str, maximize: bool, method: str, max_steps: int) -> tuple:
+    """(the weights chosen on validation, the metrics to log by prefix): the ensemble's and the best
+    single member's on validation and on test; the test split is scored once, to report."""
+    from sweeplab.ensemble import selection
+
+    val_outputs = [p.outputs["val"] for p in saved]
+    chosen = selection.select(val_outputs, saved[0].targets["val"], objective, maximize, method, max_steps)
+    test_outputs, test_targets = [p.outputs["test"] for p in saved], saved[0].targets["test"]
+    alone = [float(i == chosen.best_member) for i in range(len(saved))]
+    metrics = {
+        "ensemble_val": chosen.val_metrics,
+        "ensemble_test": selection.evaluate(selection.average(test_outputs, chosen.weights), test_targets),
+        "best_member_val": chosen.best_member_val_metrics,
+        "best_member_test": selection.evaluate(selection.average(test_outputs, alone), test_targets),
+    }
+    return chosen, metrics
+
+
+def _members(runs: list, weights) -> list[Member]:
+    from sweeplab.tracking.tags import FAMILY
+
+    return [
+        Member(r.info.run_id, r.info.run_name, r.data.tags.get(FAMILY, ""), float(w)) for r, w in zip(runs, weights)
+    ]
+
+
+def _heaviest_first(members: list[Member], files: list, model_dirs: list) -> tuple[list, list, list]:
+    """The members of weight > 0, heaviest first, with their .keras files and model folders."""
+    kept = [i for i in sorted(range(len(members)), key=lambda i: -members[i].weight) if members[i].weight > 0]
+    return [members[i] for i in kept], [files[i] for i in kept], [model_dirs[i] for i in kept]
+
+
+def _log(client, experiment_id, members, member_files, signature_source, heads, settings, metrics) -> str:
+    """The ensemble's run: settings and members as params, a weights figure, the model, then the metrics."""
     from sweeplab.ensemble.plots import ensemble_weights
     from sweeplab.tracking.batches import log_metrics, log_params
     from sweeplab.tracking.plots import close
@@ -238,8 +274,13 @@ def _log(client, experiment_id, *, members, member_files, signature_source, head
         params["members"] = ",".join(m.run_id for m in members)
         params["weights"] = ",".join(f"{m.weight:.6f}" for m in members)
         for i, m in enumerate(members):
-            params.update({f"member_{i}.run_id": m.run_id, f"member_{i}.weight": f"{m.weight:.6f}",
-                           f"member_{i}.family": m.family})
+            params.update(
+                {
+                    f"member_{i}.run_id": m.run_id,
+                    f"member_{i}.weight": f"{m.weight:.6f}",
+                    f"member_{i}.family": m.family,
+                }
+            )
         log_params(client, run_id, params)
         figure = ensemble_weights([m.label for m in members], [m.weight for m in members], "ensemble weights")
         client.log_figure(run_id, figure, "ensemble_weights.png")
@@ -247,7 +288,9 @@ def _log(client, experiment_id, *, members, member_files, signature_source, head
         model_id = _log_model(client, experiment_id, run_id, members, member_files, signature_source, heads)
         # After the model, so that its metrics are linked to it.
         log_metrics(
-            client, run_id, {f"{prefix}_{name}": v for prefix, values in metrics.items() for name, v in values.items()},
+            client,
+            run_id,
+            {f"{prefix}_{name}": v for prefix, values in metrics.items() for name, v in values.items()},
             model_id=model_id,
         )
     except BaseException:
@@ -303,7 +346,7 @@ def _beats_champion(client, name: str, run, objective: str, maximize: bool) -> b
     """True when no version holds the alias yet, or this run's validation score is better than its."""
     from mlflow.exceptions import MlflowException
 
-    key = f"ensemble_val_{objective.removeprefix('val_')}"
+    key = f"ensemble_val_{metric_names.metric_of(objective)}"
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:

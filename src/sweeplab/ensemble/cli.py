@@ -1,19 +1,18 @@
-"""`python -m sweeplab.ensemble`: build, log and register an ensemble over an
+"""`sweeplab ensemble` (or `python -m sweeplab.ensemble`): build, log and register an ensemble over an
 experiment that already ran. Imports neither MLflow nor TensorFlow for `--help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from sweeplab.errors import EnsembleError, SweeplabError
+from sweeplab.errors import EnsembleError, command_boundary
 from sweeplab.tracking.store import add_store_arguments
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m sweeplab.ensemble") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sweeplab.ensemble",
+        prog=prog,
         description="Build, log and register a weighted-average ensemble of an experiment's best finished trials.",
     )
     add_store_arguments(p)
@@ -28,30 +27,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        tags = dict(_key_value(t) for t in args.tag)
-        from sweeplab.ensemble.builder import Filters, build
-        from sweeplab.tracking.queries import objective_of
-        from sweeplab.tracking.store import open_experiment
+@command_boundary()
+def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.ensemble") -> int:
+    args = parser(prog).parse_args(argv)
+    tags = dict(_key_value(t) for t in args.tag)
+    from sweeplab.ensemble.builder import Filters, build
+    from sweeplab.tracking.queries import objective_of
+    from sweeplab.tracking.store import open_experiment
 
-        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
-        objective, maximize = objective_of(args, client, experiment_id)
-        result = build(
-            client,
-            experiment_id,
-            objective=objective,
-            maximize=maximize,
-            top_k=args.top_k,
-            method=args.method,
-            max_steps=args.max_steps,
-            filters=Filters(args.family, args.search, tags),
-            registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
-        )
-    except SweeplabError as err:
-        print(f"sweeplab.ensemble: {err}", file=sys.stderr)
-        return 2
+    client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+    objective, maximize = objective_of(args, client, experiment_id)
+    result = build(
+        client,
+        experiment_id,
+        objective=objective,
+        maximize=maximize,
+        top_k=args.top_k,
+        method=args.method,
+        max_steps=args.max_steps,
+        filters=Filters(args.family, args.search, tags),
+        registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
+    )
     print(result.describe())
     return 0
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweeplab.errors import EnsembleError
+from sweeplab.tracking import metric_names
 
 Heads = dict[str, np.ndarray]
 METHODS = ("greedy", "optimize")
@@ -58,7 +59,7 @@ def evaluate(outputs: Heads, targets: Heads) -> dict[str, float]:
 
 def metric_name(objective: str) -> str:
     """`val_accuracy` -> `accuracy`: the name in `evaluate`'s result."""
-    return objective[len("val_") :] if objective.startswith("val_") else objective
+    return metric_names.metric_of(objective)
 
 
 @dataclass
@@ -101,6 +102,7 @@ def greedy_weights(members: list[Heads], scorer: _Scorer, max_steps: int) -> np.
     it helps) whose addition best improves validation; stop when none does or
     after `max_steps` additions. Weights are how often each was picked.
     """
+
     # Every candidate is scored through `average`, as the final weights are, so
     # float rounding cannot make the chosen ensemble differ from what was scored.
     def key(counts):

@@ -25,12 +25,6 @@ def dense_block(x, units: int, activation: str, initializer: str, batch_norm: st
     return x
 
 
-def classification_head(x, num_classes: int, activation: str, name: str = "output"):
-    from keras import layers
-
-    return layers.Dense(num_classes, activation=activation, name=name)(x)
-
-
 def model_inputs(dataset) -> tuple[dict, dict]:
     """(one named keras.Input per input the data set declares, the tensors a family builds on).
 

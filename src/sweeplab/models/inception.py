@@ -49,7 +49,9 @@ def build(values: dict, dataset, cfg: Config):
     inputs, tensors = model_inputs(dataset)
     x = single_image(tensors, dataset, "inception")
     for m in range(values["modules"]):
-        x = inception_module(x, values["filters"], values["batch_norm"], values["pooling"], values["activation"], f"inception{m + 1}")
+        x = inception_module(
+            x, values["filters"], values["batch_norm"], values["pooling"], values["activation"], f"inception{m + 1}"
+        )
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
     if values["dropout"] > 0:
         x = layers.Dropout(values["dropout"], name="dropout")(x)

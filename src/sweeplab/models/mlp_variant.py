@@ -12,7 +12,7 @@ saved model uses only built-in Keras losses and loads anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 from sweeplab.models.shared import LEARNING_RATE
 from sweeplab.space.rules import Number
@@ -48,10 +48,10 @@ class Config:
     units: int = 25
     output_activation: str = "sigmoid"
     # The base network's training; the trainer's settings apply where these are null.
-    optimizer: Optional[str] = "sgd"
-    learning_rate: Optional[float] = 0.01
-    loss: Optional[str] = "mean_squared_error"
-    space: Dict[str, Any] = field(default_factory=dict)
+    optimizer: str | None = "sgd"
+    learning_rate: float | None = 0.01
+    loss: str | None = "mean_squared_error"
+    space: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> list[tuple[str, Any, str]]:
         problems = []

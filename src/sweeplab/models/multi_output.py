@@ -10,7 +10,7 @@ head metric such as `val_cultivar_accuracy`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from sweeplab.models.shared import DROPOUT, LEARNING_RATE
 from sweeplab.space.rules import Number, OneOf
@@ -19,18 +19,18 @@ from sweeplab.space.vocabulary import ACTIVATIONS, BATCH_NORM, LOSSES, METRICS, 
 
 @dataclass
 class HeadConfig:
-    activation: Optional[str] = None
-    loss: Optional[str] = None
+    activation: str | None = None
+    loss: str | None = None
     loss_weight: float = 1.0
-    metrics: List[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Config:
     family: str = "multi_output"
     # Target name -> its head's settings; a target not listed gets its task's defaults.
-    heads: Dict[str, HeadConfig] = field(default_factory=dict)
-    space: Dict[str, Any] = field(default_factory=dict)
+    heads: dict[str, HeadConfig] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> list[tuple[str, Any, str]]:
         problems = []

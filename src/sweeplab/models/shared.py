@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 from sweeplab.space.rules import Number
 from sweeplab.space.vocabulary import OUTPUT_ACTIVATIONS
@@ -18,7 +18,7 @@ LEARNING_RATE = Number(float, low=0.0, low_exclusive=True, default=None)
 class SingleHeadConfig:
     family: str = ""
     output_activation: str = "softmax"
-    space: Dict[str, Any] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> list[tuple[str, Any, str]]:
         """(key, value, expected) for every bad fixed setting."""

@@ -1,4 +1,4 @@
-"""`python -m sweeplab.report --experiment NAME`: the leaderboard across
+"""`sweeplab report --experiment NAME` (or `python -m sweeplab.report`): the leaderboard across
 families and trials, the experiment's ensembles, and the report plots logged
 as artifacts of a report run (`sweeplab.role=report`); `--no-log` writes them
 to a folder instead. Imports neither MLflow nor TensorFlow for `--help`.
@@ -7,15 +7,15 @@ to a folder instead. Imports neither MLflow nor TensorFlow for `--help`.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from sweeplab.errors import command_boundary
 from sweeplab.tracking.store import add_store_arguments
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m sweeplab.report") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sweeplab.report",
+        prog=prog,
         description="Leaderboard across families and trials of an experiment, its ensembles, and report plots.",
     )
     add_store_arguments(p)
@@ -26,44 +26,47 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from sweeplab.errors import SweeplabError
+@command_boundary()
+def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.report") -> int:
+    args = parser(prog).parse_args(argv)
+    # MLflow and matplotlib only past --help.
+    from sweeplab.report.leaderboard import ensembles, figures, leaderboard
+    from sweeplab.tracking.plots import close
+    from sweeplab.tracking.queries import objective_of, rank, trial_runs
+    from sweeplab.tracking.store import open_experiment
+    from sweeplab.tracking.tags import FAMILY
 
-    args = parser().parse_args(argv)
-    try:
-        from sweeplab.report.leaderboard import ensembles, figures, leaderboard
-        from sweeplab.tracking.plots import close
-        from sweeplab.tracking.queries import objective_of, rank, trial_runs
-        from sweeplab.tracking.store import open_experiment
-        from sweeplab.tracking.tags import FAMILY, ROLE
-
-        client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
-        objective, maximize = objective_of(args, client, experiment_id)
-        runs = [r for r in trial_runs(client, experiment_id) if not args.family or r.data.tags.get(FAMILY) in args.family]
-        ranked = rank(runs, objective, maximize)
-        print(leaderboard(ranked, objective, args.rows))
-        print()
-        print(ensembles(client, experiment_id, objective))
-        if not ranked:
-            return 0
-        made = figures(ranked, objective, maximize)
-        if args.no_log:
-            folder = Path(args.output_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            paths = []
-            for name, figure in made.items():
-                figure.savefig(folder / name)
-                paths.append(str(folder / name))
-        else:
-            run = client.create_run(experiment_id, run_name="report", tags={ROLE: "report"})
-            for name, figure in made.items():
-                client.log_figure(run.info.run_id, figure, name)
-            client.set_terminated(run.info.run_id, "FINISHED")
-            paths = [f"{run.info.artifact_uri}/{name}" for name in made]
-        for figure in made.values():
-            close(figure)
-    except SweeplabError as err:
-        print(f"sweeplab.report: {err}", file=sys.stderr)
-        return 2
+    client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+    objective, maximize = objective_of(args, client, experiment_id)
+    runs = [r for r in trial_runs(client, experiment_id) if not args.family or r.data.tags.get(FAMILY) in args.family]
+    ranked = rank(runs, objective, maximize)
+    print(leaderboard(ranked, objective, args.rows))
+    print()
+    print(ensembles(client, experiment_id, objective))
+    if not ranked:
+        return 0
+    made = figures(ranked, objective, maximize)
+    paths = save_figures(made, args.output_dir) if args.no_log else log_figures(made, client, experiment_id)
+    for figure in made.values():
+        close(figure)
     print("\nPlots:\n" + "\n".join(f"  {p}" for p in paths))
     return 0
+
+
+def save_figures(made: dict, output_dir: str) -> list[str]:
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, figure in made.items():
+        figure.savefig(folder / name)
+    return [str(folder / name) for name in made]
+
+
+def log_figures(made: dict, client, experiment_id: str) -> list[str]:
+    """The figures as artifacts of a new report run (`sweeplab.role=report`); their addresses."""
+    from sweeplab.tracking.tags import ROLE
+
+    run = client.create_run(experiment_id, run_name="report", tags={ROLE: "report"})
+    for name, figure in made.items():
+        client.log_figure(run.info.run_id, figure, name)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return [f"{run.info.artifact_uri}/{name}" for name in made]

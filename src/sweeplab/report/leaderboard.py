@@ -4,21 +4,21 @@ experiment, a comparison of every trial by one param, and the ensembles."""
 from __future__ import annotations
 
 from sweeplab.tracking.batches import log_metrics
-from sweeplab.tracking.queries import metric_key
+from sweeplab.tracking.metric_names import final_metric_names, metric_of, ranking_metric, shown
 from sweeplab.tracking.tags import FAMILY, PARENT, ROLE
 
 
 def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
-    """A text table: rank, run name, family, hyperparameters, val and test metrics."""
+    """A text table: rank, run name, family, hyperparameters, the objective's metric when it is not
+    a final one (an objective on the training split: what Keras Tuner scored), val and test metrics."""
     if not runs:
         return "No finished trials."
-    metric_names = sorted(
-        {m for r in runs for m in r.data.metrics if m.startswith(("final_val_", "test_"))},
-        key=lambda m: (not m.startswith("final_val_"), m),
-    )
+    metric_columns = final_metric_names(m for r in runs for m in r.data.metrics)
+    if ranking_metric(objective) not in metric_columns:
+        metric_columns.insert(0, ranking_metric(objective))
     # Keras Tuner's own bookkeeping (tuner/epochs, tuner/bracket...) is not a hyperparameter.
     param_names = sorted({p for r in runs[:rows] for p in r.data.params if not p.startswith("tuner/")})
-    header = ["#", "run", "family", *param_names, *[m.replace("final_", "") for m in metric_names]]
+    header = ["#", "run", "family", *param_names, *map(shown, metric_columns)]
     table = []
     for i, run in enumerate(runs[:rows], start=1):
         table.append(
@@ -27,7 +27,7 @@ def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
                 run.info.run_name,
                 run.data.tags.get(FAMILY, ""),
                 *[_short(run.data.params.get(p, "")) for p in param_names],
-                *[f"{run.data.metrics[m]:.4f}" if m in run.data.metrics else "" for m in metric_names],
+                *[f"{run.data.metrics[m]:.4f}" if m in run.data.metrics else "" for m in metric_columns],
             ]
         )
     widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
@@ -50,10 +50,7 @@ COMPARED = ("epochs_trained", "param_count")
 
 def comparison_rows(runs: list, by: str) -> tuple[list[str], list[list]]:
     """One row per trial, ordered by the trial param `by`: final val/test metrics, epochs, parameters."""
-    metrics = sorted(
-        {m for r in runs for m in r.data.metrics if m.startswith(("final_val_", "test_"))},
-        key=lambda m: (not m.startswith("final_val_"), m),
-    )
+    metrics = final_metric_names(m for r in runs for m in r.data.metrics)
     columns = [by, *metrics, *COMPARED]
     rows = [
         [r.data.params.get(by, ""), *[r.data.metrics.get(m) for m in [*metrics, *COMPARED]]]
@@ -64,7 +61,7 @@ def comparison_rows(runs: list, by: str) -> tuple[list[str], list[list]]:
 
 
 def comparison_table(columns: list[str], rows: list[list]) -> str:
-    header = [c.replace("final_", "") for c in columns]
+    header = [shown(c) for c in columns]
     cells = [[str(row[0]), *[_cell(v) for v in row[1:]]] for row in rows]
     widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header, *cells]]
@@ -91,7 +88,7 @@ def log_comparison(client, run_id: str, runs: list, by: str, title: str) -> str:
     close(figure)
     for row in rows:
         step = int(float(row[0])) if _is_number(row[0]) else 0
-        values = {f"compare_{c.replace('final_', '')}": v for c, v in zip(columns[1:], row[1:]) if v is not None}
+        values = {f"compare_{shown(c)}": v for c, v in zip(columns[1:], row[1:]) if v is not None}
         log_metrics(client, run_id, values, step=step)
     return text
 
@@ -118,7 +115,7 @@ def figures(runs: list, objective: str, maximize: bool) -> dict:
     """{artifact file name: figure}: best-so-far per search, objective by family, hyperparameters."""
     from sweeplab.report import plots
 
-    key = metric_key(objective)
+    key = ranking_metric(objective)
     by_search: dict[str, list] = {}
     by_family: dict[str, list[float]] = {}
     points: dict[str, list[tuple]] = {}
@@ -138,10 +135,12 @@ def figures(runs: list, objective: str, maximize: bool) -> dict:
 
 def ensembles(client, experiment_id: str, objective: str) -> str:
     """A line per ensemble run: members and ensemble vs best member on test."""
-    name = objective.removeprefix("val_")
+    name = metric_of(objective)
     runs = client.search_runs(
-        [experiment_id], f"tags.`{ROLE}` = 'ensemble' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=20,
+        [experiment_id],
+        f"tags.`{ROLE}` = 'ensemble' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
     )
     if not runs:
         return "No ensembles yet (python -m sweeplab.ensemble --experiment ...)."

@@ -50,7 +50,7 @@ def best_so_far_by_search(series: dict[str, list[float]], objective: str, maximi
 def objective_by_family(scores: dict[str, list[float]], objective: str):
     """Every finished trial's objective, one column per family."""
     fig, ax = plt.subplots(figsize=(max(4, 1.5 * len(scores) + 2), 3.8))
-    for i, (family, values) in enumerate(scores.items()):
+    for i, values in enumerate(scores.values()):
         ax.boxplot(values, positions=[i], widths=0.5)
         ax.scatter([i] * len(values), values, alpha=0.6, zorder=3)
     ax.set_xticks(range(len(scores)), list(scores))

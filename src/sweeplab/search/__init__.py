@@ -5,5 +5,6 @@ between trials (`graph_memory`), Keras' session shared with the writer thread
 (`session`), and trials in several processes (`chief`
 serves the oracle, `worker` trains, `oracle_access` says who may).
 
-May import: sweeplab.errors, sweeplab.net, sweeplab.config, sweeplab.data, sweeplab.models, sweeplab.space, sweeplab.tracking.
+May import: sweeplab.errors, sweeplab.net, sweeplab.config, sweeplab.data, sweeplab.models,
+sweeplab.space, sweeplab.tracking.
 """

@@ -28,6 +28,8 @@ import time
 from concurrent import futures
 from pathlib import Path
 
+from sweeplab.errors import WorkerFailedError
+
 WORKER_PREFIX = "worker"
 CONFIG_FILE = "workers-config.yaml"
 TOKEN_FILE = "oracle.token"
@@ -42,10 +44,6 @@ _INTERRUPT_GRACE_S = 60
 _POLL_S = 0.2
 _REMIND_S = 60  # how often a search that no one trains says so
 _STORE_TRIES = 3  # a hand-over's look-up of the lost runs, before it goes on without
-
-
-class WorkerFailedError(RuntimeError):
-    pass
 
 
 def serve(tuner, cfg, search_run, project_dir: Path) -> None:
@@ -75,8 +73,12 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
     try:
         env = _worker_env(cfg, search_run, token, address, port)
         for index in range(workers):
-            procs.append(subprocess.Popen([sys.executable, "-m", "sweeplab.search.worker", str(config_file)],
-                                          env={**env, "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}"}))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "sweeplab.search.worker", str(config_file)],
+                    env={**env, "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}"},
+                )
+            )
         reminded = time.monotonic()
         while not _done(tuner.oracle, servicer, procs, access):
             time.sleep(_POLL_S)
@@ -146,14 +148,19 @@ def _publish(search_run, oracle_cfg, address: str) -> None:
         client.log_text(search_run.run_id, Path(oracle_cfg.tls_cert).read_text(), CERT_ARTIFACT)
         client.set_tag(search_run.run_id, ORACLE_CERT, CERT_ARTIFACT)
         client.set_tag(search_run.run_id, ORACLE, address)
-        print(f"[sweeplab] oracle calls use TLS; agents read its certificate from the search run ({CERT_ARTIFACT})",
-              flush=True)
+        print(
+            f"[sweeplab] oracle calls use TLS; agents read its certificate from the search run ({CERT_ARTIFACT})",
+            flush=True,
+        )
         return
     client.set_tag(search_run.run_id, ORACLE_CERT, "none")
     client.set_tag(search_run.run_id, ORACLE, address)
     if not is_loopback(oracle_cfg.host):
-        print(f"[sweeplab] WARNING: the oracle at {address} is not encrypted: the oracle token and every trial "
-              "cross the network in clear; set tuner.oracle.tls_cert and tuner.oracle.tls_key", flush=True)
+        print(
+            f"[sweeplab] WARNING: the oracle at {address} is not encrypted: the oracle token and every trial "
+            "cross the network in clear; set tuner.oracle.tls_cert and tuner.oracle.tls_key",
+            flush=True,
+        )
 
 
 def _worker_env(cfg, search_run, token: str, address: str, port: int) -> dict:
@@ -273,8 +280,11 @@ def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
             trouble = f"{type(err).__name__}: {err}"
             if attempt + 1 < _STORE_TRIES:
                 time.sleep(attempt + 1)
-    print(f"[sweeplab] could not mark {tuner_id}'s runs FAILED ({short_reason(trouble)}); the search goes on "
-          "(a resumed search marks them)", flush=True)
+    print(
+        f"[sweeplab] could not mark {tuner_id}'s runs FAILED ({short_reason(trouble)}); the search goes on "
+        "(a resumed search marks them)",
+        flush=True,
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

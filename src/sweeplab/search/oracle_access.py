@@ -27,8 +27,8 @@ import time
 import grpc
 
 from sweeplab.config.schema import ORACLE_TOKEN_ENV
-from sweeplab.net import is_loopback
 from sweeplab.errors import ConfigError
+from sweeplab.net import is_loopback
 
 ENV_TOKEN = ORACLE_TOKEN_ENV
 _TOKEN_KEY = "x-sweeplab-oracle-token"
@@ -91,18 +91,23 @@ class Access(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):
         metadata = dict(handler_call_details.invocation_metadata or ())
         if not hmac.compare_digest(metadata.get(_TOKEN_KEY, "").encode(), self.token):
-            print(f"[sweeplab] oracle: refused {handler_call_details.method}: missing or wrong token",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[sweeplab] oracle: refused {handler_call_details.method}: missing or wrong token",
+                file=sys.stderr,
+                flush=True,
+            )
             return self._refused
         tuner_id = metadata.get(_TUNER_KEY)
         if not tuner_id:  # a call without a tuner could not be refused once its lease expired
-            print(f"[sweeplab] oracle: refused {handler_call_details.method}: no tuner id", file=sys.stderr,
-                  flush=True)
+            print(f"[sweeplab] oracle: refused {handler_call_details.method}: no tuner id", file=sys.stderr, flush=True)
             return self._refused
         with self._lock:
             if tuner_id in self.expired:
-                print(f"[sweeplab] oracle: refused {handler_call_details.method} from {tuner_id}: {LEASE_EXPIRED}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[sweeplab] oracle: refused {handler_call_details.method} from {tuner_id}: {LEASE_EXPIRED}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return self._expired
             self.last_seen[tuner_id] = time.monotonic()
         return continuation(handler_call_details)
@@ -136,8 +141,14 @@ class _Identify(grpc.UnaryUnaryClientInterceptor):
     def intercept_unary_unary(self, continuation, details, request):
         timeout = min(details.timeout, self.wait_s) if details.timeout else self.wait_s
         return continuation(
-            _CallDetails(details.method, timeout, [*(details.metadata or ()), *self.metadata], details.credentials,
-                         details.wait_for_ready, details.compression),
+            _CallDetails(
+                details.method,
+                timeout,
+                [*(details.metadata or ()), *self.metadata],
+                details.credentials,
+                details.wait_for_ready,
+                details.compression,
+            ),
             request,
         )
 
@@ -227,8 +238,16 @@ def lease_guard(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls
     return check
 
 
-def heartbeat(address: str, token: str, tuner_id: str, every_s: float, give_up_s: float, on_loss,
-              on_expired=lambda: None, tls: Tls | None = None) -> None:
+def heartbeat(
+    address: str,
+    token: str,
+    tuner_id: str,
+    every_s: float,
+    give_up_s: float,
+    on_loss,
+    on_expired=lambda: None,
+    tls: Tls | None = None,
+) -> None:
     """In a daemon thread: tell the chief this tuner is alive every `every_s`; call
     `on_loss(reason)` when the chief refuses the token or has not answered for `give_up_s`
     (stopped or killed), `on_expired()` when it refused this tuner for an expired lease (the

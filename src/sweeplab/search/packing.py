@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras_tuner.src.engine import trial as trial_module
 
 from sweeplab.errors import describe
+from sweeplab.tracking import metric_names
 
 # Families whose models take the same flat batches and are cheap to fuse.
 DENSE_FAMILIES = {"mlp", "mlp_variant", "multi_output"}
@@ -122,13 +123,13 @@ class PackedModel(keras.Model):
 
 def branch_logs(logs: dict, index: int) -> dict:
     """Branch `index`'s epoch logs under the names its model alone would log."""
-    own, val = f"b{index}_", f"val_b{index}_"
+    own, val = f"b{index}_", f"{metric_names.VAL}b{index}_"
     picked = {}
     for key, value in logs.items():
         if key.startswith(own):
-            picked[key[len(own):]] = float(value)
+            picked[key[len(own) :]] = float(value)
         elif key.startswith(val):
-            picked["val_" + key[len(val):]] = float(value)
+            picked[metric_names.VAL + key[len(val) :]] = float(value)
     return picked
 
 
@@ -308,8 +309,14 @@ def _record(branch: Branch, tuner, final: dict | None) -> None:
     try:
         if not final:
             raise ValueError("no final metrics")
-        tuner.record_trial(branch.trial, branch.model, branch.run, final, executions=1,
-                           scored=tuner.oracle.objective.get_value(branch.history[step]))
+        tuner.record_trial(
+            branch.trial,
+            branch.model,
+            branch.run,
+            final,
+            executions=1,
+            scored=tuner.oracle.objective.get_value(branch.history[step]),
+        )
     except Exception as err:
         branch.fail(describe(err))
         return
@@ -348,9 +355,12 @@ def _fit(branches: list[Branch], cfg, train, val) -> PackedModel:
     packed.compile(optimizer=keras.optimizers.SGD(), steps_per_execution=cfg.trainer.steps_per_execution)
     try:
         packed.fit(
-            train, validation_data=val, epochs=max(b.epochs for b in branches),
-            initial_epoch=branches[0].initial_epoch, callbacks=[StopWhenLeaseLost(branches[0].tuner),
-                                                                PackMonitor(branches)], verbose=cfg.trainer.verbose,
+            train,
+            validation_data=val,
+            epochs=max(b.epochs for b in branches),
+            initial_epoch=branches[0].initial_epoch,
+            callbacks=[StopWhenLeaseLost(branches[0].tuner), PackMonitor(branches)],
+            verbose=cfg.trainer.verbose,
             shuffle=False,
         )
     except Exception as err:
@@ -364,9 +374,9 @@ def evaluate_pack(packed: PackedModel, branches: list[Branch], eval_sets: dict) 
     """{branch: final metrics} of the pack's branches as they are now (their best epochs' weights):
     one evaluation per split, with the test function the pack traced for validation."""
     results: dict = {b: {} for b in branches if b.failure is None}
-    for split, prefix in (("val", "final_val_"), ("test", "test_")):
+    for split in metric_names.FINAL_PREFIXES:
         scores = packed.evaluate(eval_sets[split], verbose=0, return_dict=True)
         for index, branch in enumerate(branches):
             if branch in results:
-                results[branch].update({prefix + k: v for k, v in branch_logs(scores, index).items()})
+                results[branch].update(metric_names.final_metrics(split, branch_logs(scores, index)))
     return {b: metrics for b, metrics in results.items() if b.failure is None}

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 import keras_tuner as kt
@@ -23,7 +23,7 @@ from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import describe, one_line, short_reason
 from sweeplab.search import graph_memory, packing, session, training
-from sweeplab.tracking import lineage, plots, predictions, writer
+from sweeplab.tracking import lineage, metric_names, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
 
 # Under the search's folder: Keras Tuner writes each trial's TensorBoard logs to <trial id>/.
@@ -99,8 +99,9 @@ class TrackedTrials:
             self._restore_best(trial)
             objective = self.oracle.objective
             scored = tuner_utils.convert_to_metrics_dict(histories, objective)[objective.name]
-            self.record_trial(trial, self._model, self._trial_run, self.final_metrics(self._model), len(histories),
-                              scored)
+            self.record_trial(
+                trial, self._model, self._trial_run, self.final_metrics(self._model), len(histories), scored
+            )
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             self._trial_run.fail(describe(err), status)
@@ -119,8 +120,10 @@ class TrackedTrials:
     def abandon_trial(self, reason: str) -> None:
         """From another thread, before this process stops: the runs of the trials it trains
         (one, or every branch of a pack still training) end FAILED, within ABANDON_S."""
-        ends = [threading.Thread(target=run.abandon, args=(reason, ABANDON_WRITE_BUDGET_S), daemon=True)
-                for run in list(self.training_runs)]
+        ends = [
+            threading.Thread(target=run.abandon, args=(reason, ABANDON_WRITE_BUDGET_S), daemon=True)
+            for run in list(self.training_runs)
+        ]
         deadline = time.monotonic() + ABANDON_S
         for end in ends:
             end.start()
@@ -174,19 +177,21 @@ class TrackedTrials:
     def eval_set(self, split_name: str):
         """The split as a tf.data pipeline, built once: evaluating it reuses the traced test function."""
         if split_name not in self._eval_sets:
-            self._eval_sets[split_name] = training.eval_data(getattr(self.dataset, split_name), self.hypermodel.cfg.trainer)
+            self._eval_sets[split_name] = training.eval_data(
+                getattr(self.dataset, split_name), self.hypermodel.cfg.trainer
+            )
         return self._eval_sets[split_name]
 
     def final_metrics(self, model) -> dict:
         """`final_val_*` and `test_*`: the model evaluated on the validation and test splits."""
         metrics = {}
-        for split_name, prefix in (("val", "final_val_"), ("test", "test_")):
+        for split_name in metric_names.FINAL_PREFIXES:
             if self.hypermodel.cfg.trainer.tf_data:
                 scores = model.evaluate(self.eval_set(split_name), verbose=0, return_dict=True)
             else:
                 split = getattr(self.dataset, split_name)
                 scores = model.evaluate(split.x, split.y, verbose=0, return_dict=True)
-            metrics.update({prefix + k: v for k, v in scores.items()})
+            metrics.update(metric_names.final_metrics(split_name, scores))
         return metrics
 
     def record_trial(self, trial, model, run: TrialRun, final: dict, executions: int, scored: float) -> None:
@@ -198,14 +203,19 @@ class TrackedTrials:
         execution's best epoch (logged as `scored_<objective>`); the logged model, and
         the final metrics, are those of the best epoch of the best execution.
         """
-        data = self.dataset
         metrics = {
             "epochs_trained": len(run.epochs.history.get("loss", [])),
             "executions": executions,
-            f"scored_{self.oracle.objective.name}": scored,
+            metric_names.scored(self.oracle.objective.name): scored,
             **final,
             "param_count": model.count_params(),
         }
+        run.complete_in_background(self._record_steps(trial, model, run, metrics), guard=self.finish_guard)
+
+    def _record_steps(self, trial, model, run: TrialRun, metrics: dict) -> list[Callable[[], None]]:
+        """The writes of a trained trial's record, in order: its model, results, curves, summary,
+        predictions, TensorBoard logs."""
+        data = self.dataset
         history = {name: list(values) for name, values in run.epochs.history.items()}
         tensorboard = Path(self.project_dir) / TENSORBOARD / trial.trial_id
 
@@ -240,7 +250,7 @@ class TrackedTrials:
         ]
         if tensorboard.is_dir():
             steps.append(lambda: run.log_artifacts(str(tensorboard), TENSORBOARD))
-        run.complete_in_background(steps, guard=self.finish_guard)
+        return steps
 
     def rerecord_unlogged(self) -> None:
         """Trials Keras Tuner finished whose run never did (the process stopped while it was being
@@ -253,15 +263,18 @@ class TrackedTrials:
         for trial in self.oracle.trials.values():
             if trial.status != "COMPLETED" or trial.trial_id in logged:
                 continue
-            print(f"[sweeplab] trial {trial.trial_id}: finished but not recorded; recording it from its checkpoint",
-                  flush=True)
+            print(
+                f"[sweeplab] trial {trial.trial_id}: finished but not recorded; recording it from its checkpoint",
+                flush=True,
+            )
             session.clear()
             model = self._build_hypermodel(trial.hyperparameters)
             try:
                 model.load_weights(self._get_checkpoint_fname(trial.trial_id))
             except (OSError, ValueError) as err:
-                print(f"[sweeplab] trial {trial.trial_id}: cannot record it again ({short_reason(str(err))})",
-                      flush=True)
+                print(
+                    f"[sweeplab] trial {trial.trial_id}: cannot record it again ({short_reason(str(err))})", flush=True
+                )
                 continue
             run = self.new_trial_run(trial, tags={RERECORDED: "from its Keras Tuner checkpoint (no epoch curves)"})
             self.record_trial(trial, model, run, self.final_metrics(model), executions=1, scored=trial.score)
@@ -312,7 +325,13 @@ class BestEpochInMemory(SaveBestEpoch):
 
 
 def make_tuner(
-    cfg, hypermodel, search_run: SearchRun, dataset, directory: str, project_name: str, worker: str | None = None,
+    cfg,
+    hypermodel,
+    search_run: SearchRun,
+    dataset,
+    directory: str,
+    project_name: str,
+    worker: str | None = None,
     overwrite: bool = False,
 ):
     """The configured Keras Tuner class, with trial tracking mixed in; `worker`
@@ -385,11 +404,14 @@ def is_failure_limit(err: RuntimeError) -> bool:
 def trial_scores(tuner) -> list[float | None]:
     """Each trial's objective in trial order (None where the trial failed)."""
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id) if t.trial_id.isdigit() else 0)
-    return [t.score if t.status == "COMPLETED" and t.score is not None and np.isfinite(t.score) else None for t in trials]
+    return [
+        t.score if t.status == "COMPLETED" and t.score is not None and np.isfinite(t.score) else None for t in trials
+    ]
 
 
-def trial_failures(tuner, reasons: dict[str, str] | None = None, finished: set[str] | None = None
-                   ) -> list[tuple[str, str]]:
+def trial_failures(
+    tuner, reasons: dict[str, str] | None = None, finished: set[str] | None = None
+) -> list[tuple[str, str]]:
     """(trial id, why) of every failed trial; `reasons` fills in messages the oracle lacks. With
     `finished` (the trial ids whose run is FINISHED), a trial the oracle counts as completed
     whose run did not finish (its record failed to land) is a failure too."""

@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from sweeplab.search.chief import ENV_ORACLE_NAME, ENV_PARENT, ENV_TRACKING_URI, ENV_WORKERS
 
@@ -27,8 +28,7 @@ def new_tuner_id(name: str) -> str:
     return f"{name}-{secrets.token_hex(3)}"
 
 
-def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner_id: str, name: str,
-                 tls=None) -> int:
+def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner_id: str, name: str, tls=None) -> int:
     """Trials from the oracle at `oracle_address` until it says stop: 0, or 130 after Ctrl-C.
 
     `name` (worker0, agent...) starts the tuner id of a rejoin; each trial run's `sweeplab.worker`
@@ -73,8 +73,11 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
     try:
         tuner = tuning.make_tuner(cfg, hypermodel, search_run, dataset, directory, project, worker=tag)
     except grpc.RpcError as err:  # Keras Tuner asks the oracle for the search space
-        print(f"[sweeplab] {tag}: {oracle_access.oracle_trouble(err, oracle_address, wait_s)}", file=sys.stderr,
-              flush=True)
+        print(
+            f"[sweeplab] {tag}: {oracle_access.oracle_trouble(err, oracle_address, wait_s)}",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_ORACLE_LOST
     # A trial whose lease went to another while it was written ends FAILED, not FINISHED a second time.
     tuner.finish_guard = oracle_access.lease_guard(oracle_address, token, tuner_id, wait_s, tls)
@@ -87,8 +90,11 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
         if not oracle_access.lease_expired(err):
             lost(oracle_access.oracle_trouble(err, oracle_address, wait_s))
         # The chief failed this tuner's runs and handed its trial on when the lease expired.
-        print(f"[sweeplab] {tag}: {oracle_access.oracle_trouble(err, oracle_address, wait_s)}", file=sys.stderr,
-              flush=True)
+        print(
+            f"[sweeplab] {tag}: {oracle_access.oracle_trouble(err, oracle_address, wait_s)}",
+            file=sys.stderr,
+            flush=True,
+        )
         return _REJOIN
     return 0
 
@@ -100,8 +106,11 @@ def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token
 
     def lost(reason: str) -> None:
         """The chief is gone or refused us: fail the trial's run, stop now."""
-        print(f"[sweeplab] {tag}: {reason}; stopping (the trial it was training will be retried)",
-              file=sys.stderr, flush=True)
+        print(
+            f"[sweeplab] {tag}: {reason}; stopping (the trial it was training will be retried)",
+            file=sys.stderr,
+            flush=True,
+        )
         tuner.abandon_trial(reason)
         writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
         os._exit(EXIT_ORACLE_LOST)
@@ -112,8 +121,16 @@ def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token
         tuner.lease_lost = f"the oracle at {oracle_address} refused {tuner_id}: {oracle_access.LEASE_EXPIRED}"
         print(f"[sweeplab] {tag}: {tuner.lease_lost}; stopping its trial", file=sys.stderr, flush=True)
 
-    oracle_access.heartbeat(oracle_address, token, tuner_id, every_s=cfg.tuner.oracle.lease_s / 6,
-                            give_up_s=cfg.tuner.oracle.wait_s, on_loss=lost, on_expired=expired, tls=tls)
+    oracle_access.heartbeat(
+        oracle_address,
+        token,
+        tuner_id,
+        every_s=cfg.tuner.oracle.lease_s / 6,
+        give_up_s=cfg.tuner.oracle.wait_s,
+        on_loss=lost,
+        on_expired=expired,
+        tls=tls,
+    )
     return lost
 
 
@@ -157,9 +174,8 @@ def main(config_file: str) -> int:
     tuner_id = os.environ["KERASTUNER_TUNER_ID"]
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     cert = os.environ.get(ORACLE_CERT_ENV)
-    tls = Tls(open(cert, "rb").read(), os.environ.get(ENV_ORACLE_NAME)) if cert else None
-    return train_trials(cfg, os.environ[ENV_PARENT], address, os.environ[ENV_TOKEN], tuner_id, name=tuner_id,
-                        tls=tls)
+    tls = Tls(Path(cert).read_bytes(), os.environ.get(ENV_ORACLE_NAME)) if cert else None
+    return train_trials(cfg, os.environ[ENV_PARENT], address, os.environ[ENV_TOKEN], tuner_id, name=tuner_id, tls=tls)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ against them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sweeplab.errors import ConfigError
 from sweeplab.space.rules import Number, Rule
@@ -121,9 +122,7 @@ class Space:
             if spec.is_fixed or spec.step is not None:
                 continue
             if spec.type == "float":
-                raise ConfigError(
-                    f"{prefix}.{name}.step", None, "a step: grid search needs one for every float"
-                )
+                raise ConfigError(f"{prefix}.{name}.step", None, "a step: grid search needs one for every float")
             if spec.type == "int" and spec.sampling != "linear":
                 raise ConfigError(
                     f"{prefix}.{name}.step",
@@ -132,9 +131,7 @@ class Space:
                 )
 
 
-def parse_space(
-    raw: Mapping[str, Any] | None, rules: Mapping[str, Rule], prefix: str = "model.space"
-) -> Space:
+def parse_space(raw: Mapping[str, Any] | None, rules: Mapping[str, Rule], prefix: str = "model.space") -> Space:
     """Validate a `space:` mapping against a family's rules and build a Space."""
     raw = raw or {}
     if not isinstance(raw, Mapping):

@@ -30,12 +30,8 @@ class Number:
             raise ConfigError(key, value, self.describe())
         if not math.isfinite(value):
             raise ConfigError(key, value, self.describe())
-        too_low = self.low is not None and (
-            value <= self.low if self.low_exclusive else value < self.low
-        )
-        too_high = self.high is not None and (
-            value >= self.high if self.high_exclusive else value > self.high
-        )
+        too_low = self.low is not None and (value <= self.low if self.low_exclusive else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_exclusive else value > self.high)
         if too_low or too_high:
             raise ConfigError(key, value, self.describe())
 

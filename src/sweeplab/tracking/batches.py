@@ -33,7 +33,12 @@ def log_params(client, run_id: str, params: dict) -> None:
 
 
 def log_metrics(
-    client, run_id: str, metrics: dict, step: int = 0, timestamp_ms: int | None = None, model_id: str | None = None,
+    client,
+    run_id: str,
+    metrics: dict,
+    step: int = 0,
+    timestamp_ms: int | None = None,
+    model_id: str | None = None,
     dataset=None,
 ) -> None:
     """Every metric in one `log_batch`; linked to a logged model and the (MLflow) dataset

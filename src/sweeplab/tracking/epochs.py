@@ -7,6 +7,7 @@ import time
 from sweeplab.tracking import writer
 from sweeplab.tracking.batches import log_metrics
 
+
 class EpochLogger:
     """Keras callback body: one `log_batch` per epoch with every metric, written
     in the background so training does not wait for the store; `flush()` waits
@@ -32,9 +33,6 @@ class EpochLogger:
                 for key, value in logs.items():
                     logger.history.setdefault(key, []).append(value)
                 now = int(time.time() * 1000)
-                logger.pending.append(
-                    writer.submit(log_metrics, logger.client, logger.run_id, logs, epoch, now)
-                )
+                logger.pending.append(writer.submit(log_metrics, logger.client, logger.run_id, logs, epoch, now))
 
         return _Callback()
-

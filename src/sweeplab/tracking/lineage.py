@@ -30,7 +30,9 @@ def split_datasets(dataset) -> dict:
         source = CodeDatasetSource({"loader": dataset.source})
     return {
         split: mlflow.data.from_numpy(
-            getattr(dataset, split).inputs, targets=getattr(dataset, split).targets, source=source,
+            getattr(dataset, split).inputs,
+            targets=getattr(dataset, split).targets,
+            source=source,
             name=f"{dataset.name}-{split}",
         )
         for split in CONTEXTS

@@ -36,8 +36,15 @@ def prepare_model(client, experiment_id: str, run_id: str, save, model_type: str
     folder = tempfile.TemporaryDirectory(prefix="sweeplab-model-")
     path = os.path.join(folder.name, NAME)
     try:
-        save(path, Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id,
-                         model_uuid=logged.model_id))
+        save(
+            path,
+            Model(
+                artifact_path=logged.artifact_location,
+                run_id=run_id,
+                model_id=logged.model_id,
+                model_uuid=logged.model_id,
+            ),
+        )
     except BaseException:
         folder.cleanup()
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
@@ -86,8 +93,9 @@ def download_model(client, run, destination: Path) -> Path | None:
     # The model's own artifact location: a models:/ URI would be looked up in MLflow's global store.
     location = client.get_logged_model(model_id).artifact_location
     return Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination),
-                                            tracking_uri=client.tracking_uri)
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(destination), tracking_uri=client.tracking_uri
+        )
     )
 
 
@@ -118,7 +126,11 @@ def prepare_keras_model(client, experiment_id: str, run_id: str, model, input_ex
             # mlflow.keras writes the input example before creating the folder.
             os.makedirs(path)
             mlflow.keras.save_model(
-                model, path, mlflow_model=metadata, signature=signature, input_example=input_example,
+                model,
+                path,
+                mlflow_model=metadata,
+                signature=signature,
+                input_example=input_example,
                 pip_requirements=model_requirements(),
             )
 

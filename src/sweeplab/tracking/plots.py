@@ -27,7 +27,9 @@ def learning_curves(history: dict[str, list[float]], title: str):
     fig.suptitle(title)
     # Fixed margins (inches) instead of tight_layout, which costs more than the drawing itself
     # and runs for every trial.
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.5 / height, wspace=0.3)
+    fig.subplots_adjust(
+        left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.5 / height, wspace=0.3
+    )
     return fig
 
 

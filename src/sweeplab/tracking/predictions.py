@@ -55,7 +55,8 @@ def outputs_of(model, x, rows_per_call: int = 1024):
     rows = len(next(iter(x.values())) if isinstance(x, dict) else x)
     chunks = []
     for start in range(0, rows, rows_per_call):
-        part = keras.tree.map_structure(lambda a: a[start : start + rows_per_call], x)
+        rows_here = slice(start, start + rows_per_call)
+        part = keras.tree.map_structure(lambda a, rows_here=rows_here: a[rows_here], x)
         chunks.append(keras.tree.map_structure(keras.ops.convert_to_numpy, model(part, training=False)))
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *chunks)
 
@@ -96,7 +97,7 @@ class Predictions:
                 raise ValueError(f"{ARTIFACT}: unexpected key {key!r}; expected <split>/<head> or y_<split>/<head>")
 
     @classmethod
-    def load(cls, path) -> "Predictions":
+    def load(cls, path) -> Predictions:
         with np.load(path) as data:
             return cls({k: data[k] for k in data.files})
 

@@ -3,6 +3,7 @@ and the objective a finished sweep was searched by."""
 
 from __future__ import annotations
 
+from sweeplab.tracking.metric_names import ranking_metric, validation_metric
 from sweeplab.tracking.tags import PARENT, ROLE
 
 DEFAULT_OBJECTIVE, DEFAULT_DIRECTION = "val_accuracy", "max"
@@ -24,14 +25,13 @@ def trial_runs(
             return runs
 
 
-def metric_key(objective: str) -> str:
-    """The trial metric that ranks by `objective`: its final value on the validation split."""
-    return f"final_{objective}" if objective.startswith("val_") else f"final_val_{objective}"
-
-
-def rank(runs: list, objective: str, maximize: bool) -> list:
-    """Runs ordered best first by their final value of the objective."""
-    key = metric_key(objective)
+def rank(runs: list, objective: str, maximize: bool, on_validation: bool = False) -> list:
+    """Runs ordered best first by the metric that holds the objective (`metric_names.ranking_metric`);
+    by its validation measure (`final_val_*`) with `on_validation`, or where no run was scored by that
+    objective (a report or ensemble by another objective than the search's)."""
+    key = ranking_metric(objective)
+    if on_validation or not any(key in r.data.metrics for r in runs):
+        key = validation_metric(objective)
     scored = [r for r in runs if key in r.data.metrics]
     return sorted(scored, key=lambda r: r.data.metrics[key], reverse=maximize)
 

@@ -6,6 +6,7 @@ Everything goes through `MlflowClient` with explicit run ids, so no global
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from sweeplab.errors import describe
@@ -13,6 +14,7 @@ from sweeplab.tracking import writer
 from sweeplab.tracking.batches import log_bytes, log_metrics, log_params
 from sweeplab.tracking.epochs import EpochLogger
 from sweeplab.tracking.lineage import log_dataset_inputs
+from sweeplab.tracking.metric_names import split_of
 from sweeplab.tracking.queries import trial_runs
 from sweeplab.tracking.store import RetryingClient, redact
 from sweeplab.tracking.tags import FAILURE, FAMILY, PARENT, ROLE, SEARCH_KEY, TRIAL_ID, WORKER
@@ -31,7 +33,7 @@ class SearchRun:
         self.resumed = self.run_id is not None
 
     @classmethod
-    def attach(cls, client, experiment_id: str, run_id: str) -> "SearchRun":
+    def attach(cls, client, experiment_id: str, run_id: str) -> SearchRun:
         """The running search of a trial worker: its process started and ends it."""
         search = cls.__new__(cls)
         search.client, search.experiment_id, search.run_id = client, experiment_id, run_id
@@ -80,12 +82,15 @@ class SearchRun:
 class TrialRun:
     """The child run of one Keras Tuner trial."""
 
-    # Final metrics by prefix -> the split (lineage dataset) they were measured on.
-    SPLIT_OF = {"final_val_": "val", "test_": "test"}
-
     def __init__(
-        self, search: SearchRun, trial_id: str, family: str, values: dict, worker: str | None = None,
-        datasets: dict | None = None, tags: dict | None = None,
+        self,
+        search: SearchRun,
+        trial_id: str,
+        family: str,
+        values: dict,
+        worker: str | None = None,
+        datasets: dict | None = None,
+        tags: dict | None = None,
     ):
         self.search, self.trial_id = search, trial_id
         self.client = search.client
@@ -112,8 +117,7 @@ class TrialRun:
         """Final metrics, each linked to the logged model (if any) and to the split it was measured on."""
         groups: dict[str | None, dict] = {}
         for key, value in metrics.items():
-            split = next((s for prefix, s in self.SPLIT_OF.items() if key.startswith(prefix)), None)
-            groups.setdefault(split, {})[key] = value
+            groups.setdefault(split_of(key), {})[key] = value
         for split, values in groups.items():
             log_metrics(self.client, self.run_id, values, model_id=self.model_id, dataset=self.datasets.get(split))
 
@@ -159,8 +163,11 @@ class TrialRun:
                 print(f"[sweeplab] trial {self.trial_id}: its run ends FAILED: {refused}", flush=True)
             except Exception as err:
                 refused = describe(err)
-                print(f"[sweeplab] trial {self.trial_id}: its record did not land in MLflow ({refused}); "
-                      "its run ends FAILED", flush=True)
+                print(
+                    f"[sweeplab] trial {self.trial_id}: its record did not land in MLflow ({refused}); "
+                    "its run ends FAILED",
+                    flush=True,
+                )
             self.fail(refused)
 
         writer.submit(complete)
@@ -191,10 +198,9 @@ class TrialRun:
         summary counts it."""
         if not self._claim(status):
             return
-        try:
+        # Said in the output by the writer; the failure being recorded matters more.
+        with contextlib.suppress(Exception):
             self.epochs.flush()
-        except Exception:  # said in the output by the writer; the failure being recorded matters more
-            pass
         self._end(self.client, reason, status)
 
     def abandon(self, reason: str, budget_s: float) -> None:
@@ -210,5 +216,8 @@ class TrialRun:
         except Exception as err:
             why = describe(err)
             self.search.unclosed[self.trial_id] = f"{reason} (its run could not be marked {status}: {why})"
-            print(f"[sweeplab] trial {self.trial_id}: could not mark its run {self.run_id} {status} ({why}); "
-                  f"it failed because: {reason}", flush=True)
+            print(
+                f"[sweeplab] trial {self.trial_id}: could not mark its run {self.run_id} {status} ({why}); "
+                f"it failed because: {reason}",
+                flush=True,
+            )

@@ -1,6 +1,6 @@
 """`make server`: a team's MLflow tracking server, on PostgreSQL, with proxied artifacts.
 
-    python -m sweeplab.tracking.server [--host H] [--port P] [--auth] [--tls-cert C --tls-key K]
+    sweeplab server [--host H] [--port P] [--auth] [--tls-cert C --tls-key K]   (or python -m sweeplab.tracking.server)
 
 The backend store is DB_URI (default postgresql+psycopg://postgres@127.0.0.1:5432/sweeplab):
 the database is created when missing and brought to MLflow's schema with MLflow's
@@ -33,39 +33,58 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from sweeplab.errors import TrackingError, one_line, short_reason
+from sweeplab.errors import TrackingError, command_boundary, one_line, short_reason
 from sweeplab.tracking.store import redact
 
 DEFAULT_DB_URI = "postgresql+psycopg://postgres@127.0.0.1:5432/sweeplab"
 ENV_PASSWORD, ENV_PASSWORD_FILE, ENV_USERNAME = (
-    "SWEEPLAB_ADMIN_PASSWORD", "SWEEPLAB_ADMIN_PASSWORD_FILE", "SWEEPLAB_ADMIN_USERNAME",
+    "SWEEPLAB_ADMIN_PASSWORD",
+    "SWEEPLAB_ADMIN_PASSWORD_FILE",
+    "SWEEPLAB_ADMIN_USERNAME",
 )
 MIN_PASSWORD = 12  # MLflow's own minimum: shorter ones fail its admin bootstrap
 READY_TIMEOUT_S = 120
 LOGIN_STORE = "basic_auth.db"
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sweeplab.tracking.server", description=__doc__.splitlines()[0])
-    p.add_argument("--db-uri", default=os.environ.get("DB_URI") or DEFAULT_DB_URI,
-                   help="backend store (default: $DB_URI, else %(default)s); pass it by environment if it holds a "
-                        "password")
-    p.add_argument("--artifacts", default=os.environ.get("ARTIFACTS") or str(Path("mlruns") / "server-artifacts"),
-                   help="where proxied artifacts go: a folder or any artifact URI MLflow accepts (default: $ARTIFACTS, "
-                        "else mlruns/server-artifacts)")
-    p.add_argument("--state-dir", type=Path,
-                   default=Path(os.environ.get("SERVER_STATE") or Path("mlruns") / "server-state"),
-                   help="the server's private folder, mode 0700: its login store (default: $SERVER_STATE, else "
-                        "mlruns/server-state); never inside ARTIFACTS")
+def parser(prog: str = "python -m sweeplab.tracking.server") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="A team's MLflow tracking server, on PostgreSQL, with proxied artifacts."
+    )
+    p.add_argument(
+        "--db-uri",
+        default=os.environ.get("DB_URI") or DEFAULT_DB_URI,
+        help="backend store (default: $DB_URI, else %(default)s); pass it by environment if it holds a password",
+    )
+    p.add_argument(
+        "--artifacts",
+        default=os.environ.get("ARTIFACTS") or str(Path("mlruns") / "server-artifacts"),
+        help="where proxied artifacts go: a folder or any artifact URI MLflow accepts (default: $ARTIFACTS, "
+        "else mlruns/server-artifacts)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("SERVER_STATE") or Path("mlruns") / "server-state"),
+        help="the server's private folder, mode 0700: its login store (default: $SERVER_STATE, else "
+        "mlruns/server-state); never inside ARTIFACTS",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--auth", action="store_true", help="MLflow's basic auth even on loopback")
-    p.add_argument("--tls-cert", default=os.environ.get("TLS_CERT") or None,
-                   help="PEM certificate (chain): serve https only (default: $TLS_CERT)")
-    p.add_argument("--tls-key", default=os.environ.get("TLS_KEY") or None,
-                   help="its PEM private key (default: $TLS_KEY)")
-    p.add_argument("--allowed-hosts", default=os.environ.get("ALLOWED_HOSTS"),
-                   help="Host headers the server answers (MLflow's default: localhost and private addresses)")
+    p.add_argument(
+        "--tls-cert",
+        default=os.environ.get("TLS_CERT") or None,
+        help="PEM certificate (chain): serve https only (default: $TLS_CERT)",
+    )
+    p.add_argument(
+        "--tls-key", default=os.environ.get("TLS_KEY") or None, help="its PEM private key (default: $TLS_KEY)"
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        default=os.environ.get("ALLOWED_HOSTS"),
+        help="Host headers the server answers (MLflow's default: localhost and private addresses)",
+    )
     return p
 
 
@@ -80,8 +99,7 @@ def admin_password() -> str | None:
     else:
         return None
     if len(password) < MIN_PASSWORD:
-        raise TrackingError(f"{source}: expected a password of at least {MIN_PASSWORD} characters, "
-                            f"got {len(password)}")
+        raise TrackingError(f"{source}: expected a password of at least {MIN_PASSWORD} characters, got {len(password)}")
     return password
 
 
@@ -93,7 +111,7 @@ def check_db_uri(db_uri: str) -> None:
     expected = "expected a URI like postgresql+psycopg://user@host:5432/<database>"
     try:
         url = make_url(db_uri)
-        url.port  # a port that is not a number fails only when read
+        _ = url.port  # a port that is not a number fails only when read
     except (ArgumentError, ValueError):
         raise TrackingError(f"DB_URI: {redact(db_uri)!r} is not a database URI; {expected}") from None
     if not url.database:
@@ -123,8 +141,10 @@ def check_port(host: str, port: int) -> None:
             pass
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            raise TrackingError(f"PORT={port}: {host}:{port} is already in use: stop what listens there "
-                                "(`make ui`?) or pick another PORT") from None
+            raise TrackingError(
+                f"PORT={port}: {host}:{port} is already in use: stop what listens there "
+                "(`make ui`?) or pick another PORT"
+            ) from None
         raise TrackingError(f"HOST={host} PORT={port}: cannot listen there ({os.strerror(err.errno)})") from None
 
 
@@ -133,8 +153,10 @@ def check_state_dir(state: Path, artifacts: str) -> None:
         raise TrackingError(f"SERVER_STATE: expected a folder name without line breaks, got {str(state)!r}")
     folder = _local_folder(artifacts)
     if folder is not None and state.resolve().is_relative_to(folder.resolve()):
-        raise TrackingError(f"SERVER_STATE: {str(state)!r} is inside ARTIFACTS ({artifacts}), which the server "
-                            "serves; expected a folder outside it")
+        raise TrackingError(
+            f"SERVER_STATE: {str(state)!r} is inside ARTIFACTS ({artifacts}), which the server "
+            "serves; expected a folder outside it"
+        )
 
 
 def create_database(db_uri: str) -> bool:
@@ -155,8 +177,7 @@ def create_database(db_uri: str) -> bool:
             return True
     except psycopg.Error as err:
         raise TrackingError(
-            f"DB_URI: cannot reach PostgreSQL at {url.render_as_string(hide_password=True)}: "
-            f"{short_reason(str(err))}"
+            f"DB_URI: cannot reach PostgreSQL at {url.render_as_string(hide_password=True)}: {short_reason(str(err))}"
         ) from None
 
 
@@ -164,7 +185,6 @@ def migrate(db_uri: str) -> None:
     """MLflow's own migrations (its `mlflow db upgrade`, run here so the URI stays off the command line):
     an empty database gets the schema, an older one is upgraded."""
     from click.exceptions import ClickException
-
     from mlflow.db import upgrade
 
     try:
@@ -178,8 +198,10 @@ def login_store(state: Path, artifacts: str) -> Path:
     needs no PostgreSQL rights and works with any DB_URI; the folder is never served."""
     state.mkdir(parents=True, exist_ok=True)
     if state.stat().st_uid != os.getuid():
-        raise TrackingError(f"SERVER_STATE: {str(state)!r} belongs to another user; expected a folder of this "
-                            "user's, for the server's login store")
+        raise TrackingError(
+            f"SERVER_STATE: {str(state)!r} belongs to another user; expected a folder of this "
+            "user's, for the server's login store"
+        )
     state.chmod(0o700)
     store = state / LOGIN_STORE
     # Earlier releases kept it in ARTIFACTS (where every user could download it), or mlruns/.
@@ -188,8 +210,11 @@ def login_store(state: Path, artifacts: str) -> Path:
         # Never left where the server serves it: the current store, or a copy kept beside it.
         moved = store if not store.exists() else state / f"{LOGIN_STORE}.old-{int(time.time())}"
         shutil.move(old, moved)
-        print(f"[sweeplab] moved a login store out of the served folder: {old} -> {moved}. Earlier releases let "
-              "every logged-in user download it: change every user's password", flush=True)
+        print(
+            f"[sweeplab] moved a login store out of the served folder: {old} -> {moved}. Earlier releases let "
+            "every logged-in user download it: change every user's password",
+            flush=True,
+        )
     return store
 
 
@@ -240,52 +265,71 @@ def auth_config(folder: Path, store: Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+@command_boundary()
+def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.tracking.server") -> int:
     from sweeplab.net import is_loopback
 
-    args = parser().parse_args(argv)
-    try:
-        password = admin_password()
-        use_auth = args.auth or not is_loopback(args.host)
-        if use_auth and not password:
-            raise TrackingError(
-                f"HOST={args.host}: a server reachable from other machines needs a login. Set the admin password "
-                f"in {ENV_PASSWORD} (or a file named by {ENV_PASSWORD_FILE}), e.g. "
-                f"`{ENV_PASSWORD}=... make server HOST={args.host}`; clients then set MLFLOW_TRACKING_USERNAME "
-                "and MLFLOW_TRACKING_PASSWORD"
-            )
-        check_db_uri(args.db_uri)
-        tls = check_tls(args.tls_cert, args.tls_key)
-        check_state_dir(args.state_dir, args.artifacts)
-        check_port(args.host, args.port)
-        # A clean stop on Ctrl-C (no job-runner processes); the store's URI by environment, not on `ps`;
-        # the venv's tools (uvicorn) on PATH.
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": args.db_uri,
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        if create_database(args.db_uri):
-            print(f"[sweeplab] created database {redact(args.db_uri)}", flush=True)
-        migrate(args.db_uri)
-        if "://" not in args.artifacts:
-            Path(args.artifacts).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="sweeplab-server-") as private:
-            command = server_command(args, tls)
-            if use_auth:
-                command += with_auth(env, Path(private), login_store(args.state_dir, args.artifacts), password)
-            return serve(command, env, args.host, args.port, use_auth, tls is not None)
-    except TrackingError as err:
-        print(f"sweeplab server: {err}", file=sys.stderr)
-        return 2
+    args = parser(prog).parse_args(argv)
+    password = admin_password()
+    use_auth = args.auth or not is_loopback(args.host)
+    if use_auth and not password:
+        raise TrackingError(
+            f"HOST={args.host}: a server reachable from other machines needs a login. Set the admin password "
+            f"in {ENV_PASSWORD} (or a file named by {ENV_PASSWORD_FILE}), e.g. "
+            f"`{ENV_PASSWORD}=... make server HOST={args.host}`; clients then set MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD"
+        )
+    check_db_uri(args.db_uri)
+    tls = check_tls(args.tls_cert, args.tls_key)
+    check_state_dir(args.state_dir, args.artifacts)
+    check_port(args.host, args.port)
+    # A clean stop on Ctrl-C (no job-runner processes); the store's URI by environment, not on `ps`;
+    # the venv's tools (uvicorn) on PATH.
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_BACKEND_STORE_URI": args.db_uri,
+        "PATH": with_venv_on_path(os.environ),
+    }
+    if create_database(args.db_uri):
+        print(f"[sweeplab] created database {redact(args.db_uri)}", flush=True)
+    migrate(args.db_uri)
+    if "://" not in args.artifacts:
+        Path(args.artifacts).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sweeplab-server-") as private:
+        command = server_command(args, tls)
+        if use_auth:
+            command += with_auth(env, Path(private), login_store(args.state_dir, args.artifacts), password)
+        return serve(command, env, args.host, args.port, use_auth, tls is not None)
+
+
+def with_venv_on_path(environ) -> str:
+    """PATH with this environment's bin first: MLflow starts its tools (uvicorn) from PATH."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
 
 
 def server_command(args: argparse.Namespace, tls: tuple[Path, Path] | None) -> list[str]:
-    command = [_tool("mlflow"), "server", "--serve-artifacts", "--artifacts-destination", args.artifacts,
-               "--host", args.host, "--port", str(args.port), "--workers", "2"]
+    command = [
+        _tool("mlflow"),
+        "server",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        args.artifacts,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        "2",
+    ]
     if args.allowed_hosts:
         command += ["--allowed-hosts", args.allowed_hosts]
     if tls:
         # MLflow runs uvicorn (basic-auth included): its own TLS, https only on this port.
-        command += ["--uvicorn-opts", f"--ssl-certfile {shlex.quote(str(tls[0]))} "
-                                      f"--ssl-keyfile {shlex.quote(str(tls[1]))}"]
+        command += [
+            "--uvicorn-opts",
+            f"--ssl-certfile {shlex.quote(str(tls[0]))} --ssl-keyfile {shlex.quote(str(tls[1]))}",
+        ]
     return command
 
 
@@ -294,10 +338,15 @@ def with_auth(env: dict, private: Path, store: Path, password: str) -> list[str]
     username = os.environ.get(ENV_USERNAME, "admin")
     if set_admin_password(store, username, password):
         print(f"[sweeplab] the admin password of '{username}' was updated", flush=True)
-    env.update({"MLFLOW_AUTH_CONFIG_PATH": str(auth_config(private, store)),
-                "MLFLOW_AUTH_ADMIN_USERNAME": username, "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-                # Routes without a permission check of their own are refused (MLflow's default; never inherited off).
-                "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true"})
+    env.update(
+        {
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(private, store)),
+            "MLFLOW_AUTH_ADMIN_USERNAME": username,
+            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            # Routes without a permission check of their own are refused (MLflow's default; never inherited off).
+            "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
+        }
+    )
     # The login form's CSRF protection signs with it; one secret for all of this server's workers.
     env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
     return ["--app-name", "basic-auth"]
@@ -313,12 +362,18 @@ def serve(command: list[str], env: dict, host: str, port: int, auth: bool, tls: 
     try:
         address = f"{'https' if tls else 'http'}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         _wait_ready(server, address)
-        print(f"\n[sweeplab] MLflow tracking server ready\n  tracking URI: {address}   "
-              f"(python -m sweeplab tracking=server tracking.uri={address})\n  UI: {address}/"
-              + ("\n  login: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic auth)" if auth else "")
-              + ("\n  warning: no TLS: logins and data cross the network in clear text (set TLS_CERT and TLS_KEY)"
-                 if auth and not tls else "")
-              + "\n  Ctrl-C stops it.", flush=True)
+        print(
+            f"\n[sweeplab] MLflow tracking server ready\n  tracking URI: {address}   "
+            f"(python -m sweeplab tracking=server tracking.uri={address})\n  UI: {address}/"
+            + ("\n  login: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (basic auth)" if auth else "")
+            + (
+                "\n  warning: no TLS: logins and data cross the network in clear text (set TLS_CERT and TLS_KEY)"
+                if auth and not tls
+                else ""
+            )
+            + "\n  Ctrl-C stops it.",
+            flush=True,
+        )
         return server.wait()
     except KeyboardInterrupt:
         return 0

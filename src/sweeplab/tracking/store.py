@@ -66,7 +66,7 @@ def default_artifact_location(uri: str) -> str | None:
     return (db.parent / "artifacts").as_uri() if db else None
 
 
-def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
+def connect(tracking) -> tuple[MlflowClient, str, str]:  # noqa: F821
     """Open the store, create the experiment if needed; return (client, uri, experiment id)."""
     import mlflow
     from mlflow import MlflowClient
@@ -104,14 +104,16 @@ def connect(tracking) -> tuple["MlflowClient", str, str]:  # noqa: F821
     return client, uri, experiment_id
 
 
-def open_experiment(uri: str | None, name: str) -> tuple["MlflowClient", str, str]:  # noqa: F821
+def open_experiment(uri: str | None, name: str) -> tuple[MlflowClient, str, str]:  # noqa: F821
     """An experiment that must already exist (commands over finished sweeps)."""
     from mlflow import MlflowClient
 
     uri = resolve_uri(uri)
     db = sqlite_path(uri)
     if db is not None and not db.exists():
-        raise TrackingError(f"tracking uri: no MLflow store at {display_uri(uri)!r}; run a sweep first or pass --tracking-uri")
+        raise TrackingError(
+            f"tracking uri: no MLflow store at {display_uri(uri)!r}; run a sweep first or pass --tracking-uri"
+        )
     client = MlflowClient(tracking_uri=uri)
     experiment = _get_experiment(client, name, uri)
     if experiment is None:
@@ -137,11 +139,13 @@ def open_run(uri: str | None, run_id: str):
         except MlflowException as err:
             if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise TrackingError(f"run {run_id!r}: no such run in {display_uri(uri)}") from None
-            raise TrackingError(f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: "
-                                f"{one_line(str(err))}") from None
+            raise TrackingError(
+                f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: {one_line(str(err))}"
+            ) from None
         except Exception as err:
-            raise TrackingError(f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: "
-                                f"{one_line(str(err))}") from None
+            raise TrackingError(
+                f"tracking.uri: cannot use the MLflow store {display_uri(uri)!r}: {one_line(str(err))}"
+            ) from None
     return client, uri, run
 
 
@@ -221,8 +225,18 @@ def _unreachable(err: BaseException | None) -> bool:
 
     if isinstance(err, http.SSLError):  # a certificate problem does not go away by waiting
         return False
-    return isinstance(err, (ConnectionError, TimeoutError, http.ConnectionError, http.Timeout, http.RetryError,
-                            http.ChunkedEncodingError, ProtocolError))
+    return isinstance(
+        err,
+        (
+            ConnectionError,
+            TimeoutError,
+            http.ConnectionError,
+            http.Timeout,
+            http.RetryError,
+            http.ChunkedEncodingError,
+            ProtocolError,
+        ),
+    )
 
 
 def write_budget_s() -> float:
@@ -247,8 +261,19 @@ class RetryingClient:
     Lookups are not retried."""
 
     IDEMPOTENT_WRITES = {
-        "log_batch", "log_metric", "log_param", "set_tag", "set_terminated", "update_run", "log_text",
-        "log_figure", "log_artifact", "log_artifacts", "log_dict", "log_model_artifacts", "finalize_logged_model",
+        "log_batch",
+        "log_metric",
+        "log_param",
+        "set_tag",
+        "set_terminated",
+        "update_run",
+        "log_text",
+        "log_figure",
+        "log_artifact",
+        "log_artifacts",
+        "log_dict",
+        "log_model_artifacts",
+        "finalize_logged_model",
         "log_inputs",
     }
 
@@ -264,13 +289,23 @@ class RetryingClient:
 
     def create_run(self, experiment_id: str, **kwargs):
         """One run, however often the request has to be sent."""
-        return self._created("create_run", self.raw.create_run, experiment_id, kwargs,
-                             lambda where: self.raw.search_runs([experiment_id], where, max_results=1))
+        return self._created(
+            "create_run",
+            self.raw.create_run,
+            experiment_id,
+            kwargs,
+            lambda where: self.raw.search_runs([experiment_id], where, max_results=1),
+        )
 
     def create_logged_model(self, experiment_id: str, **kwargs):
         """One logged model, however often the request has to be sent."""
-        return self._created("create_logged_model", self.raw.create_logged_model, experiment_id, kwargs,
-                             lambda where: self.raw.search_logged_models([experiment_id], where, max_results=1))
+        return self._created(
+            "create_logged_model",
+            self.raw.create_logged_model,
+            experiment_id,
+            kwargs,
+            lambda where: self.raw.search_logged_models([experiment_id], where, max_results=1),
+        )
 
     def _created(self, name: str, create, experiment_id: str, kwargs: dict, find):
         """`create(experiment_id, **kwargs)`, retried: each try after the first looks up what an
@@ -309,19 +344,24 @@ class RetryingClient:
                 wait = min(self.first_wait_s * 2**attempt, MAX_WAIT_S)
                 if not is_transient(err) or time.monotonic() + wait > deadline:
                     raise
-                print(f"[sweeplab] MLflow {name} failed ({one_line(str(err))}); "
-                      f"retrying in {wait:g} s", flush=True)
+                print(f"[sweeplab] MLflow {name} failed ({one_line(str(err))}); retrying in {wait:g} s", flush=True)
                 time.sleep(wait)
                 attempt += 1
+
+
+def add_tracking_uri_argument(p: argparse.ArgumentParser, what: str = "MLflow tracking URI") -> None:
+    """--tracking-uri, as every command takes it; `what` says which store it names."""
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help=f"{what} (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
+    )
 
 
 def add_store_arguments(p: argparse.ArgumentParser) -> None:
     """--experiment, --tracking-uri, --objective, --direction: what commands over a finished sweep share."""
     p.add_argument("--experiment", required=True, help="MLflow experiment name (tracking.experiment of the sweep)")
-    p.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
-    )
+    add_tracking_uri_argument(p, "the experiment's MLflow tracking URI")
     p.add_argument("--objective", help="metric to rank and weight by (default: the sweep's tuner.objective)")
     p.add_argument("--direction", choices=["max", "min"], help="default: the sweep's tuner.direction")

@@ -1,6 +1,7 @@
 """The MLflow UI: the address that opens an experiment's runs table, what to
-type to start the UI over a store, and (`python -m sweeplab.tracking.ui`, run
-by `make ui`) the store it opens with the address of each of its experiments.
+type to start the UI over a store, the store it opens with the address of each
+of its experiments (`python -m sweeplab.tracking.ui`), and the UI itself over a
+local store (`sweeplab ui`, run by `make ui`).
 
 MLflow 3.17's UI opens an experiment on its GenAI pages (traces, token usage),
 where runs do not show. Its view comes from the address (`workflowType`), else
@@ -17,11 +18,12 @@ import os
 import sys
 from urllib.parse import urlsplit, urlunsplit
 
-from sweeplab.errors import one_line
-from sweeplab.tracking.store import display_uri, resolve_uri, sqlite_path
+from sweeplab.errors import command_boundary, one_line
+from sweeplab.tracking.store import add_tracking_uri_argument, display_uri, resolve_uri, sqlite_path
 
-# Where `make ui` serves a local store (its HOST and PORT defaults).
-LOCAL_UI = "http://127.0.0.1:5000"
+# Where `sweeplab ui` (and `make ui`) serves a local store by default.
+HOST, PORT = "127.0.0.1", 5000
+LOCAL_UI = f"http://{HOST}:{PORT}"
 
 
 def is_server(uri: str) -> bool:
@@ -56,30 +58,67 @@ def browse_hint(uri: str, experiment_id: str, default_uri: str | None = None) ->
     return hint
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.tracking.ui") -> int:
     p = argparse.ArgumentParser(
-        prog="python -m sweeplab.tracking.ui",
-        description="Print the MLflow store `make ui` opens and the runs-table address of each of its experiments.",
+        prog=prog,
+        description="Print the MLflow store `sweeplab ui` opens and the runs-table address of each of its experiments.",
     )
-    p.add_argument(
-        "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI"),
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the SQLite store under ./mlruns)",
-    )
+    add_tracking_uri_argument(p, "the store to list")
     p.add_argument("--local-ui", default=LOCAL_UI, help=f"where the UI over a local store listens (default {LOCAL_UI})")
     args = p.parse_args(argv)
+    print_store(resolve_uri(args.tracking_uri), args.local_ui)
+    return 0
+
+
+@command_boundary()
+def serve_main(argv: list[str] | None = None, prog: str = "sweeplab ui") -> int:
+    """`sweeplab ui`: the store and its experiments' addresses, then MLflow's UI over it (this
+    process becomes `mlflow ui`); a tracking server has its own UI, so nothing is started for one."""
+    p = argparse.ArgumentParser(prog=prog, description="Browse a store's runs in MLflow's UI; Ctrl-C stops it.")
+    add_tracking_uri_argument(p, "the store to browse")
+    p.add_argument("--host", default=HOST, help=f"address to bind (default {HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=PORT, help=f"(default {PORT})")
+    args = p.parse_args(argv)
     uri = resolve_uri(args.tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    print_store(uri, f"http://{args.host}:{args.port}")
+    if is_server(uri):
+        return 0
+    sys.stdout.flush()
+    os.execve(sys.executable, mlflow_ui_command(args.host, args.port), mlflow_ui_env(uri))
+
+
+def mlflow_ui_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "2"]
+
+
+def mlflow_ui_env(uri: str) -> dict:
+    """The store by environment (a password never shows in `ps`); a clean stop on Ctrl-C and a
+    faster start (no job-runner processes); this environment's tools (uvicorn) on PATH."""
+    from sweeplab.tracking.server import with_venv_on_path
+
+    return {
+        **os.environ,
+        "MLFLOW_BACKEND_STORE_URI": uri,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "PATH": with_venv_on_path(os.environ),
+    }
+
+
+def print_store(uri: str, local_ui: str) -> None:
+    """The store, and the runs-table address of each of its experiments."""
     if is_server(uri):
         print(f"MLflow tracking server {display_uri(uri)}: it serves its own UI, nothing to start.")
     else:
-        print(f"MLflow store: {display_uri(uri)}, UI at {args.local_ui}")
+        print(f"MLflow store: {display_uri(uri)}, UI at {local_ui}")
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         print("  no experiments yet (no sweep has logged to it)")
-        return 0
+        return
     for experiment in _experiments(uri):
-        print(f"  {experiment.name}: {runs_address(uri, experiment.experiment_id, args.local_ui)}")
-    return 0
+        print(f"  {experiment.name}: {runs_address(uri, experiment.experiment_id, local_ui)}")
 
 
 def _experiments(uri: str) -> list:

@@ -39,5 +39,7 @@ def wait_for_writes(timeout_s: float | None = None) -> None:
         try:
             submit(lambda: None).result(timeout=timeout_s)
         except WaitTimeout:
-            print(f"[sweeplab] stopped waiting for MLflow writes after {timeout_s:g} s: some may not have landed",
-                  flush=True)
+            print(
+                f"[sweeplab] stopped waiting for MLflow writes after {timeout_s:g} s: some may not have landed",
+                flush=True,
+            )
