@@ -34,7 +34,7 @@ TEST_WORKERS ?= 3
 # The tests that neither train a model nor start a process (tests/conftest.py marks those), and one tiny search.
 CHECK_TESTS := smoke or not (trains or processes)
 
-check: $(STAMP) ## Run the fast tests and one tiny end-to-end search (a few minutes)
+check: $(STAMP) ## Run the fast tests and the tests of one tiny search (under 3 minutes on 2 cores)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "$(CHECK_TESTS)" $(ARGS)
 
 test: $(STAMP) browser ## Run the whole test suite
