@@ -85,11 +85,12 @@ export DB_URI ARTIFACTS SERVER_STATE TLS_CERT TLS_KEY
 server: $(STAMP) ## MLflow tracking server on PostgreSQL (DB_URI, ARTIFACTS, HOST, PORT, TLS_CERT/TLS_KEY); Ctrl-C stops it
 	$(BIN)/sweeplab server --host $(HOST) --port $(PORT)
 
-# Trial logs of searches run with trainer.tensorboard=true: <state_dir>/<experiment>/<search>/tensorboard/<trial>.
-TB_LOGS ?= .sweeplab/tuner
+# Trial logs of searches run with trainer.tensorboard=true: <state_dir>/<experiment>/<search>/tensorboard/<trial>
+# (TB_LOGS empty: the default state_dir).
+TB_LOGS ?=
 TB_PORT ?= 6006
 tensorboard: $(STAMP) ## Serve the per-trial TensorBoard logs (trainer.tensorboard=true) at http://127.0.0.1:6006
-	$(BIN)/sweeplab tensorboard --logdir $(TB_LOGS) --host $(HOST) --port $(TB_PORT)
+	$(BIN)/sweeplab tensorboard $(if $(TB_LOGS),--logdir $(TB_LOGS)) --host $(HOST) --port $(TB_PORT)
 
 lock: ## Re-resolve the dependencies and rewrite requirements.lock
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
+from sweeplab.config.schema import DataConfig
 from sweeplab.data import datasets as data
 from sweeplab.errors import DataError
 
 
 def data_config(name, **overrides):
-    settings = dict(
-        name=name,
-        val_fraction=0.2,
-        test_fraction=0.2,
-        standardize=True,
-        path=None,
-        inputs=None,
-        targets=None,
-        download=False,
-    )
-    settings.update(overrides)
-    return SimpleNamespace(**settings)
+    """The data group's config with the schema's defaults, as validation makes it."""
+    return DataConfig(name=name, **overrides)
 
 
 def test_digits_is_one_image_input_and_one_class_target():

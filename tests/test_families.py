@@ -101,21 +101,10 @@ def test_unknown_variant_is_a_config_error_naming_the_key(n, make_config):
 
 
 def load_data(name="digits"):
-    from types import SimpleNamespace
-
+    from sweeplab.config.schema import DataConfig
     from sweeplab.data import datasets as data
 
-    cfg = SimpleNamespace(
-        name=name,
-        val_fraction=0.2,
-        test_fraction=0.2,
-        standardize=True,
-        path=None,
-        inputs=None,
-        targets=None,
-        download=False,
-    )
-    return data.load(cfg, seed=0)
+    return data.load(DataConfig(name=name), seed=0)
 
 
 def build(family_name, dataset, overrides=(), **values):

@@ -159,6 +159,20 @@ def test_a_pack_traces_its_step_once_and_its_models_are_saved_while_the_next_pac
         assert len(logged_weights(uri, trial.info.run_id)) > 0
 
 
+# A grid of two trials, one layer and two, everything else fixed.
+ONE_OR_TWO_LAYERS = [
+    "model.space.learning_rate=0.01",
+    # A plain value first: Hydra replaces the int range with a choice only over a value.
+    "model.space.layers=1",
+    "model.space.layers={type: choice, values: [1, 2], default: 1}",
+    "model.space.units=16",
+    "model.space.dropout=0.0",
+    "model.space.batch_norm=none",
+    "model.space.activation=relu",
+    "model.space.initializer=glorot_uniform",
+]
+
+
 FRAGILE_FAMILY = """
 from sweeplab.models import mlp
 from sweeplab.models.mlp import *  # the mlp family's schema and rules
@@ -185,14 +199,7 @@ def test_a_branch_that_cannot_be_built_fails_alone(tmp_path, make_config, monkey
         "tuner=grid",
         "tuner.max_trials=2",
         "tuner.pack=2",
-        "model.space.learning_rate=0.01",
-        "model.space.layers=1",
-        "model.space.layers={type: choice, values: [1, 2], default: 1}",
-        "model.space.units=16",
-        "model.space.dropout=0.0",
-        "model.space.batch_norm=none",
-        "model.space.activation=relu",
-        "model.space.initializer=glorot_uniform",
+        *ONE_OR_TWO_LAYERS,
     )
     assert (result.finished, result.failed) == (1, 1)
     (failed,) = trials_by_id(uri, result.experiment_id, "FAILED").values()
@@ -238,14 +245,7 @@ def search_badly(tmp_path, make_config, monkeypatch, when: str, message: str, pa
         "tuner=grid",
         "tuner.max_trials=2",
         f"tuner.pack={pack}",
-        "model.space.learning_rate=0.01",
-        "model.space.layers=1",
-        "model.space.layers={type: choice, values: [1, 2], default: 1}",
-        "model.space.units=16",
-        "model.space.dropout=0.0",
-        "model.space.batch_norm=none",
-        "model.space.activation=relu",
-        "model.space.initializer=glorot_uniform",
+        *ONE_OR_TWO_LAYERS,
     )
 
 

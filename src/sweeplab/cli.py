@@ -26,8 +26,6 @@ COMMANDS = {
 # The configs ship inside the package (a wheel has no checkout around it). An absolute path:
 # Hydra resolves a relative one against the caller, which differs between entry points.
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
-# Where a search keeps its tuner state (conf/config.yaml's state_dir), its TensorBoard logs included.
-TENSORBOARD_LOGS = ".sweeplab/tuner"
 
 
 def usage() -> str:
@@ -94,6 +92,8 @@ def search_job(cfg) -> float | None:
 
 def tensorboard(argv: list[str], prog: str) -> int:
     """TensorBoard over the trial logs (this process becomes TensorBoard)."""
+    from sweeplab.config.schema import RootConfig
+
     p = argparse.ArgumentParser(
         prog=prog,
         description="Serve the per-trial TensorBoard logs of searches run with "
@@ -101,7 +101,7 @@ def tensorboard(argv: list[str], prog: str) -> int:
     )
     p.add_argument(
         "--logdir",
-        default=TENSORBOARD_LOGS,
+        default=RootConfig.state_dir,
         help="the searches' state_dir: <state_dir>/<experiment>/<search>/tensorboard/<trial> (default %(default)s)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")

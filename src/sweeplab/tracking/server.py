@@ -283,14 +283,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.tracking
     tls = check_tls(args.tls_cert, args.tls_key)
     check_state_dir(args.state_dir, args.artifacts)
     check_port(args.host, args.port)
-    # A clean stop on Ctrl-C (no job-runner processes); the store's URI by environment, not on `ps`;
-    # the venv's tools (uvicorn) on PATH.
-    env = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_BACKEND_STORE_URI": args.db_uri,
-        "PATH": with_venv_on_path(os.environ),
-    }
+    env = mlflow_env(args.db_uri)
     if create_database(args.db_uri):
         print(f"[sweeplab] created database {redact(args.db_uri)}", flush=True)
     migrate(args.db_uri)
@@ -303,9 +296,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.tracking
         return serve(command, env, args.host, args.port, use_auth, tls is not None)
 
 
-def with_venv_on_path(environ) -> str:
-    """PATH with this environment's bin first: MLflow starts its tools (uvicorn) from PATH."""
-    return f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+def mlflow_env(store_uri: str) -> dict:
+    """The environment of an MLflow server or UI over `store_uri`: a clean stop on Ctrl-C (no
+    job-runner processes), the store's URI by environment (a password never shows in `ps`), and
+    this environment's tools (uvicorn) on PATH, from where MLflow starts them."""
+    return {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_BACKEND_STORE_URI": store_uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
 
 
 def server_command(args: argparse.Namespace, tls: tuple[Path, Path] | None) -> list[str]:

@@ -87,24 +87,13 @@ def serve_main(argv: list[str] | None = None, prog: str = "sweeplab ui") -> int:
     if is_server(uri):
         return 0
     sys.stdout.flush()
-    os.execve(sys.executable, mlflow_ui_command(args.host, args.port), mlflow_ui_env(uri))
+    from sweeplab.tracking.server import mlflow_env
+
+    os.execve(sys.executable, mlflow_ui_command(args.host, args.port), mlflow_env(uri))
 
 
 def mlflow_ui_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "2"]
-
-
-def mlflow_ui_env(uri: str) -> dict:
-    """The store by environment (a password never shows in `ps`); a clean stop on Ctrl-C and a
-    faster start (no job-runner processes); this environment's tools (uvicorn) on PATH."""
-    from sweeplab.tracking.server import with_venv_on_path
-
-    return {
-        **os.environ,
-        "MLFLOW_BACKEND_STORE_URI": uri,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "PATH": with_venv_on_path(os.environ),
-    }
 
 
 def print_store(uri: str, local_ui: str) -> None:
