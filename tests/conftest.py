@@ -139,7 +139,18 @@ def _any_of(names: set, prefixes: tuple) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark `trains` and `processes` by what each test and its fixtures of tests/ call."""
+    """Mark `trains` and `processes` by what each test and its fixtures of tests/ call; then order the
+    files that start processes first, those that train next: the longest tests start first, so that
+    parallel workers (`-n`) end together. A file's tests stay together, in their order."""
+    _mark_tiers(items)
+    heaviness = {}
+    for item in items:
+        tier = 0 if item.get_closest_marker("processes") else 1 if item.get_closest_marker("trains") else 2
+        heaviness[item.path] = min(tier, heaviness.get(item.path, 2))
+    items.sort(key=lambda item: heaviness[item.path])  # stable: each file's own order is kept
+
+
+def _mark_tiers(items) -> None:
     for item in items:
         fixtures = [
             d.func

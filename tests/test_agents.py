@@ -63,8 +63,15 @@ STALLED_TRIALS = (
 AGENT_TAG = r"agent-[0-9a-f]{6}@" + re.escape(socket.gethostname()) + r":(\d+)"
 
 
-def start_chief(tmp_path: Path, processes: list, *extra: str, log: str = "chief.log", workers: int = 0) -> Process:
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+def sqlite_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+def start_chief(
+    tmp_path: Path, processes: list, *extra: str, log: str = "chief.log", workers: int = 0, uri: str | None = None
+) -> Process:
+    """A search served for agents (`workers` local ones too), logged to `uri` (default: sqlite in tmp_path)."""
+    uri = uri or sqlite_uri(tmp_path)
     args = [
         sys.executable,
         "-m",
@@ -102,8 +109,8 @@ def start_agent(command: str, tmp_path: Path, processes: list, name: str) -> Pro
     return agent
 
 
-def trial_runs(tmp_path: Path, status: str | None = None) -> list:
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+def trial_runs(tmp_path: Path, status: str | None = None, uri: str | None = None) -> list:
+    client = MlflowClient(uri or sqlite_uri(tmp_path))
     query = "tags.`sweeplab.role` = 'trial'" + (f" and attributes.status = '{status}'" if status else "")
     return client.search_runs([e.experiment_id for e in client.search_experiments()], query)
 
@@ -295,8 +302,13 @@ def test_a_killed_chief_stops_its_agents_and_a_rerun_resumes(tmp_path, processes
     assert again.wait() == 0, again.output()[-3000:]
     assert rejoined.wait(60) == 0
     assert_every_trial_finished_once(tmp_path, trials=2)
-    interrupted = trial_runs(tmp_path, "FAILED")
-    assert interrupted and all(r.data.tags.get("sweeplab.failure") for r in interrupted)
+    # The abandoned run stays FAILED with why, unless its trial finished and was recorded in full while
+    # the agent stopped: then the resumed search took its result from it (test_chief_lost.py).
+    again_failed = trial_runs(tmp_path, "FAILED")
+    assert all(r.data.tags.get("sweeplab.failure") for r in again_failed)
+    if not again_failed:
+        (taken,) = [r for r in trial_runs(tmp_path, "FINISHED") if r.info.run_id == abandoned.info.run_id]
+        assert "not trained again" in taken.data.tags["sweeplab.reconciled"]
 
 
 def test_an_agent_with_the_wrong_token_is_refused_and_changes_nothing(tmp_path, processes):

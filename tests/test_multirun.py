@@ -1,8 +1,10 @@
 """Hydra multiruns: one search per combination, all in one MLflow experiment, then
-the leaderboard across all searches and one ensemble across the jobs."""
+the leaderboard across all searches and one ensemble across the jobs per data set and task."""
 
 import subprocess
 import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 from mlflow import MlflowClient
@@ -12,9 +14,9 @@ TINY_CLI = ["++tuner.max_epochs=2", "tuner.max_trials=2", "trainer.epochs=2", "t
 ALL_SEARCHES = "[sweeplab] experiment 'multi', all searches"
 
 
-def _multirun(tmp_path, sweep: list[str], *extra):
-    """`python -m sweeplab -m SWEEP ...` into experiment 'multi'; (client, stdout)."""
-    result = subprocess.run(
+def _run_multirun(tmp_path, sweep: list[str], *extra) -> subprocess.CompletedProcess:
+    """`python -m sweeplab -m SWEEP ...` into experiment 'multi', as it ended."""
+    return subprocess.run(
         [sys.executable, "-m", "sweeplab", "-m", *sweep, *TINY_CLI, "tracking.experiment=multi", *extra],
         cwd=tmp_path,
         env=env(),
@@ -22,6 +24,11 @@ def _multirun(tmp_path, sweep: list[str], *extra):
         text=True,
         timeout=600,
     )
+
+
+def _multirun(tmp_path, sweep: list[str], *extra):
+    """`python -m sweeplab -m SWEEP ...` into experiment 'multi', which must succeed; (client, stdout)."""
+    result = _run_multirun(tmp_path, sweep, *extra)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "database is locked" not in output
@@ -145,3 +152,81 @@ def test_multirun_over_families_with_two_parallel_jobs(tmp_path):
     # complement each other: about 0.73 validation accuracy together against 0.59 for the best alone).
     ensemble = found["ensemble"].data.params
     assert {ensemble[f"member_{i}.family"] for i in range(len(found["members"]))} == {"mlp", "residual"}
+
+
+def _runs_by_role(client) -> dict[str, list]:
+    experiment = client.get_experiment_by_name("multi")
+    by_role = {}
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        by_role.setdefault(run.data.tags.get("sweeplab.role"), []).append(run)
+    return by_role
+
+
+def _trained(run) -> tuple:
+    """What makes a trial's model here (one data set, one seed): its family and hyperparameters."""
+    return run.data.tags["sweeplab.family"], tuple(sorted(run.data.params.items()))
+
+
+TWO_TUNERS_TWO_FAMILIES = ["tuner=random,bayesian", "model=mlp,mlp_variant"]
+PARALLEL = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+
+
+@pytest.mark.slow
+def test_multirun_over_label_encodings_and_tuners_ends_with_one_ensemble(tmp_path):
+    """mlp (integer labels, softmax) and mlp_variant (one-hot targets, sigmoid, MSE) on one digits
+    split are one data set: one ensemble, exit 0. Random and Bayesian searches with one seed train the
+    same trials: each counts once. A member's predictions made unreadable: the same command fails loudly."""
+    client, stdout = _multirun(tmp_path, TWO_TUNERS_TWO_FAMILIES, *PARALLEL)
+    by_role = _runs_by_role(client)
+    assert len(by_role["search"]) == 4
+    trials = by_role["trial"]
+    assert len(trials) == 6  # mlp_variant's space is one point: one trial per search
+    (ensemble,) = by_role["ensemble"]
+    params, metrics = ensemble.data.params, ensemble.data.metrics
+    candidates = [client.get_run(c) for c in params["ensemble.candidate_runs"].split(",")]
+    assert sorted(map(_trained, candidates)) == sorted(set(map(_trained, trials)))  # each model once
+    assert {c.data.tags["sweeplab.family"] for c in candidates} == {"mlp", "mlp_variant"}
+    assert params["ensemble.duplicates"] == "3"
+    assert "3 trial(s) counted once: the same trained model as another candidate" in stdout
+    assert metrics["ensemble_val_accuracy"] >= metrics["best_member_val_accuracy"]
+    for i in range(len(params["members"].split(","))):
+        assert params[f"member_{i}.normalised"] == (
+            "output" if params[f"member_{i}.family"] == "mlp_variant" else "none"
+        )
+    assert [v.run_id for v in client.search_model_versions("name='multi-ensemble'")] == [ensemble.info.run_id]
+    assert "no ensemble" not in stdout
+
+    member = params["members"].split(",")[0]
+    path = Path(unquote(urlparse(client.get_run(member).info.artifact_uri).path)) / "predictions.npz"
+    path.write_bytes(b"not an npz")
+    again = _run_multirun(tmp_path, TWO_TUNERS_TWO_FAMILIES, *PARALLEL)
+    assert again.returncode == 1, (again.stdout + again.stderr)[-3000:]
+    assert "sweeplab: the multirun's searches finished, but its end failed: " in again.stderr
+    assert "Traceback" in again.stderr
+    after = _runs_by_role(client)
+    assert len(after["trial"]) == 6 and len(after["ensemble"]) == 1  # resumed: nothing retrained, nothing logged
+
+
+@pytest.mark.slow
+def test_multirun_over_data_sets_ends_with_one_ensemble_per_data_set(tmp_path):
+    client, stdout = _multirun(
+        tmp_path, ["data=digits,wine_multi"], "tuner.objective=val_loss", "tuner.direction=min", *PARALLEL
+    )
+    by_role = _runs_by_role(client)
+    data_of = {s.info.run_id: s.data.params["data.name"] for s in by_role["search"]}
+    assert sorted(data_of.values()) == ["digits", "wine_multi"]
+    ensembles = {e.data.tags["sweeplab.ensemble_group"]: e for e in by_role["ensemble"]}
+    assert sorted(ensembles) == ["digits", "wine_multi"]
+    for name, ensemble in ensembles.items():
+        assert ensemble.info.status == "FINISHED"
+        candidates = ensemble.data.params["ensemble.candidate_runs"].split(",")
+        trials = [t for t in by_role["trial"] if data_of[t.data.tags["mlflow.parentRunId"]] == name]
+        assert sorted(candidates) == sorted(t.info.run_id for t in trials)  # its own data set's, all of them
+        assert set(ensemble.data.params["members"].split(",")) <= set(candidates)
+        versions = client.search_model_versions(f"name='multi-ensemble-{name}'")
+        assert [v.run_id for v in versions] == [ensemble.info.run_id]
+        assert f"Ensemble of {name} (MLflow run {ensemble.info.run_id}" in stdout
+    # Each ensemble was scored on its own data set's heads.
+    assert "ensemble_val_cultivar_accuracy" in ensembles["wine_multi"].data.metrics
+    assert "ensemble_val_accuracy" in ensembles["digits"].data.metrics
+    assert client.search_registered_models("name='multi-ensemble'") == []

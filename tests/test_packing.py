@@ -380,7 +380,9 @@ def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(
     uri, first = search(tmp_path, make_config, "rerecord", *overrides)
     before = trials_by_id(uri, first.experiment_id)
     client = MlflowClient(uri)
-    client.set_terminated(before["1"].info.run_id, "FAILED")  # as if the write had never landed
+    # As if the process had stopped while writing it: not recorded in full, never FINISHED.
+    client.delete_tag(before["1"].info.run_id, "sweeplab.recorded")
+    client.set_terminated(before["1"].info.run_id, "FAILED")
     capsys.readouterr()
     uri, again = search(tmp_path, make_config, "rerecord", *overrides)
     assert "trial 1: finished but not recorded" in capsys.readouterr().out
@@ -392,6 +394,22 @@ def test_a_trial_finished_but_not_recorded_is_recorded_again_without_training(
         assert redone.data.metrics[key] == pytest.approx(before["1"].data.metrics[key], abs=1e-6)
     assert client.get_metric_history(redone.info.run_id, "loss") == []  # not trained again
     assert redone.outputs.model_outputs  # its model, from the checkpoint
+
+
+def test_a_trial_recorded_in_full_whose_run_did_not_finish_ends_finished_on_resume(tmp_path, make_config, capsys):
+    """The process stopped after the oracle took the trial's result and its whole record landed, yet
+    before its run ended FINISHED: the next run of the command ends that run FINISHED, records nothing."""
+    overrides = ["tuner.max_trials=2", "tuner.pack=2"]
+    uri, first = search(tmp_path, make_config, "finish", *overrides)
+    before = trials_by_id(uri, first.experiment_id)
+    client = MlflowClient(uri)
+    client.set_terminated(before["1"].info.run_id, "FAILED")
+    capsys.readouterr()
+    uri, again = search(tmp_path, make_config, "finish", *overrides)
+    assert "trial 1: trained and recorded in run" in capsys.readouterr().out
+    after = trials_by_id(uri, again.experiment_id)
+    assert {k: r.info.run_id for k, r in after.items()} == {k: r.info.run_id for k, r in before.items()}
+    assert "the search had taken its result" in after["1"].data.tags["sweeplab.reconciled"]
 
 
 @pytest.mark.slow

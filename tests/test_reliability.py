@@ -516,33 +516,48 @@ def test_a_trial_whose_run_the_store_refuses_to_close_is_said_and_counted(store,
 
 
 @pytest.mark.parametrize("pack", [1, 2])
-def test_a_finish_guard_that_objects_fails_the_run_with_its_reason(store, make_config, monkeypatch, capsys, pack):
-    """The hook a worker uses to check its lease on a trial before its run ends FINISHED."""
+def test_a_trial_interrupted_as_it_reports_is_taken_from_its_record_on_resume(store, make_config, monkeypatch, pack):
+    """Ctrl-C as the first trial's result goes to the oracle: its run, whose record lands, ends
+    KILLED, not FINISHED (the search never took the result); the resumed search takes the result
+    from that record instead of training the trial again."""
+    from keras_tuner.src.engine import oracle as oracle_module
+
     from sweeplab.app import run
-    from sweeplab.search import tuning
 
-    asked: list[str] = []
+    end_trial = oracle_module.Oracle.end_trial
 
-    def lease_lost_once() -> str | None:
-        asked.append(threading.current_thread().name)
-        return "lease on the trial lost (test)" if len(asked) == 1 else None
+    def interrupted_once(oracle, trial):
+        monkeypatch.setattr(oracle_module.Oracle, "end_trial", end_trial)
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(tuning.TrackedTrials, "finish_guard", staticmethod(lease_lost_once))
-    cfg = two_point_grid(
-        store,
-        make_config,
-        f"tuner.pack={pack}",
-        "model.space.learning_rate={type:choice,values:[0.01,0.001],default:0.01}",
+    monkeypatch.setattr(oracle_module.Oracle, "end_trial", interrupted_once)
+    # Random, not grid: Keras Tuner's grid oracle keeps its order of trials in memory only (no resume).
+    cfg = make_config(
+        [
+            *store["overrides"],
+            *TINY_FAST,
+            *FIXED,
+            "tuner=random",
+            "tuner.max_trials=2",
+            f"tuner.pack={pack}",
+            "model.space.learning_rate={type:choice,values:[0.01,0.001],default:0.01}",
+        ]
     )
-    result = run(cfg)
-    assert (result.finished, result.failed) == (1, 1)
-    assert asked and all(name.startswith("sweeplab-writer") for name in asked)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
     client = client_for(store["uri"])
-    (failed,) = runs_of(client, "trial", "FAILED")
-    assert failed.data.tags["sweeplab.failure"] == "lease on the trial lost (test)"
-    assert failed.data.metrics["test_accuracy"] >= 0  # its record had landed: only the end was refused
-    trial_id = failed.data.tags["sweeplab.trial_id"]
-    assert f"trial {trial_id}: its run ends FAILED: lease on the trial lost (test)" in capsys.readouterr().out
+    killed = runs_of(client, "trial", "KILLED")
+    assert len(killed) == pack and not runs_of(client, "trial", "FINISHED")
+    for trial_run in killed:
+        assert trial_run.data.tags["sweeplab.recorded"] == "true" and trial_run.data.metrics["test_accuracy"] >= 0
+        assert "the search stopped before it took this trial's result" in trial_run.data.tags["sweeplab.failure"]
+
+    result = run(cfg)  # the same search again: it resumes
+    assert (result.finished, result.failed) == (2, 0)
+    finished = runs_of(client, "trial", "FINISHED")
+    assert sorted(r.data.tags["sweeplab.trial_id"] for r in finished) == ["0", "1"]
+    assert {r.info.run_id for r in killed} <= {r.info.run_id for r in finished}  # not trained again
+    assert len(runs_of(client, "trial")) == 2
 
 
 # ---------------------------------------------------------------- resume, Ctrl-C, fresh start

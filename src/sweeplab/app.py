@@ -120,7 +120,7 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
 
     The search run ends FINISHED, KILLED (Ctrl-C) or FAILED, whatever happens.
     """
-    from sweeplab.search import chief, packing, tuning
+    from sweeplab.search import chief, packing, reconcile, tuning
     from sweeplab.tracking.tags import PACKING
 
     directory, _ = tuner_location(cfg)
@@ -137,10 +137,13 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
             cfg, hypermodel, search_run, dataset, directory, project, overwrite=not search_run.resumed
         )
         if search_run.resumed:
+            reconcile.accept_recorded(tuner)
             tuner.rerecord_unlogged()
         if cfg.tuner.workers != 1:  # other processes train: local workers, agents
             chief.serve(tuner, cfg, search_run, Path(directory) / project)
+            reconcile.accept_recorded(tuner)  # a worker lost right after the oracle took its result
         else:
+            tuner.save()  # Keras Tuner saves it once a trial has ended: a resume of the first one needs it too
             tuning.search(tuner, cfg, dataset)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -234,30 +237,59 @@ def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str,
     )
 
 
-def build_ensemble_of(cfg: AppConfig, client, experiment_id: str) -> str:
-    """The weighted ensemble across every family of the experiment; returns its run id."""
-    from sweeplab.ensemble.builder import build_for_search
+def build_ensemble_of(cfg: AppConfig, client, experiment_id: str, whole_experiment: bool = False) -> str | None:
+    """Weighted ensembles across every family of the experiment, one per data set and task: only
+    the group of this config's search unless `whole_experiment`. Prints each, or why a group has
+    none (one line); returns the first one's run id, or None. Fails only when an ensemble that
+    could be built was not (a store or download error, a bug)."""
+    from sweeplab.ensemble.builder import EnsembleResult, build_groups_for_search
+    from sweeplab.errors import EnsembleError
+    from sweeplab.tracking.tags import ROLE, SEARCH_KEY
 
-    built = build_for_search(cfg, client, experiment_id)
-    print(f"\n{built.describe()}", flush=True)
-    return built.run_id
+    searches = None
+    if not whole_experiment:
+        query = f"tags.`{SEARCH_KEY}` = '{search_key(cfg.resolved)}' and tags.`{ROLE}` = 'search'"
+        searches = {r.info.run_id for r in client.search_runs([experiment_id], query)} or None
+    try:
+        outcomes = build_groups_for_search(cfg, client, experiment_id, searches)
+    except EnsembleError as err:  # nothing to ensemble: the searches still succeeded
+        print(f"\n[sweeplab] no ensemble: {err}", flush=True)
+        return None
+    if not outcomes:
+        print("\n[sweeplab] no ensemble: no finished trial of this search is a candidate", flush=True)
+    for outcome in outcomes:
+        print(f"\n{outcome.describe()}", flush=True)
+    built = [o.run_id for o in outcomes if isinstance(o, EnsembleResult)]
+    return built[0] if built else None
 
 
 def finish_experiment(cfg: AppConfig) -> None:
-    """After several searches: the leaderboard across them all, then one ensemble."""
+    """After several searches (a multirun's end): the leaderboard across them all, then one ensemble
+    per data set and task. Runs inside Hydra's `on_multirun_end` callback, whose caller turns any
+    Exception into a warning and exits 0: an unexpected failure here ends the process with status 1."""
+    import traceback
+
+    from sweeplab.errors import SweeplabError, describe
     from sweeplab.report.leaderboard import leaderboard
     from sweeplab.tracking.queries import rank, trial_runs
     from sweeplab.tracking.store import connect
 
-    client, uri, experiment_id = connect(cfg.tracking)
-    maximize = cfg.tuner.direction.value == "max"
-    runs = rank(trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
-    print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
-    print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
-    if cfg.ensemble.enabled:
-        build_ensemble_of(cfg, client, experiment_id)
-    print(browse_hint(uri, experiment_id))
-    sys.stdout.flush()
+    try:
+        client, uri, experiment_id = connect(cfg.tracking)
+        maximize = cfg.tuner.direction.value == "max"
+        runs = rank(trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
+        print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
+        print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+        if cfg.ensemble.enabled:
+            build_ensemble_of(cfg, client, experiment_id, whole_experiment=True)
+        print(browse_hint(uri, experiment_id))
+        sys.stdout.flush()
+    except SweeplabError:
+        raise  # the callback's boundary prints it in one line and exits 2
+    except Exception as err:
+        sys.stdout.flush()
+        traceback.print_exc()
+        raise SystemExit(f"sweeplab: the multirun's searches finished, but its end failed: {describe(err)}") from err
 
 
 def browse_hint(uri: str, experiment_id: str) -> str:

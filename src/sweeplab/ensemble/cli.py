@@ -13,7 +13,8 @@ from sweeplab.tracking.store import add_store_arguments
 def parser(prog: str = "python -m sweeplab.ensemble") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Build, log and register a weighted-average ensemble of an experiment's best finished trials.",
+        description="Build, log and register a weighted-average ensemble of an experiment's best finished trials: "
+        "one per data set and task.",
     )
     add_store_arguments(p)
     p.add_argument("--top-k", type=int, default=5, help="candidates: the best K finished trials (default 5)")
@@ -31,24 +32,27 @@ def parser(prog: str = "python -m sweeplab.ensemble") -> argparse.ArgumentParser
 def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.ensemble") -> int:
     args = parser(prog).parse_args(argv)
     tags = dict(_key_value(t) for t in args.tag)
-    from sweeplab.ensemble.builder import Filters, build
+    import mlflow
+
+    from sweeplab.ensemble.builder import EnsembleResult, Filters, Settings, build_groups
     from sweeplab.tracking.queries import objective_of
     from sweeplab.tracking.store import open_experiment
 
-    client, _, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+    client, uri, experiment_id = open_experiment(args.tracking_uri, args.experiment)
+    # The registry finds a logged model (`models:/<id>`) in MLflow's global store: this one.
+    mlflow.set_tracking_uri(uri)
     objective, maximize = objective_of(args, client, experiment_id)
-    result = build(
+    outcomes = build_groups(
         client,
         experiment_id,
-        objective=objective,
-        maximize=maximize,
-        top_k=args.top_k,
-        method=args.method,
-        max_steps=args.max_steps,
+        Settings(objective, maximize, args.top_k, args.method, args.max_steps),
         filters=Filters(args.family, args.search, tags),
         registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
     )
-    print(result.describe())
+    if not any(isinstance(o, EnsembleResult) for o in outcomes):
+        raise EnsembleError("no ensemble could be built: " + "; ".join(f"{o.group}: {o.reason}" for o in outcomes))
+    for outcome in outcomes:
+        print(outcome.describe())
     return 0
 
 

@@ -218,26 +218,6 @@ def _ask_space(address: str, token: str, tuner_id: str, tls: Tls | None):
     return lambda timeout: stub.GetSpace(request, timeout=timeout)
 
 
-def lease_guard(address: str, token: str, tuner_id: str, wait_s: float, tls: Tls | None = None):
-    """A function that asks the chief whether this tuner still holds its lease: None when it
-    does, else why not. Only a refusal (lease expired, wrong token) says no at once; other
-    errors (a blip, a busy chief) are asked again until `wait_s` has passed."""
-    ask = _ask_space(address, token, tuner_id, tls)
-
-    def check() -> str | None:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                ask(max(0.1, deadline - time.monotonic()))
-                return None
-            except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.PERMISSION_DENIED or time.monotonic() >= deadline:
-                    return oracle_trouble(err, address, wait_s)
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-
-    return check
-
-
 def heartbeat(
     address: str,
     token: str,

@@ -150,7 +150,7 @@ class Branch:
         self.active = True
         self.callbacks: list = []
         self.best = None  # BestEpochInMemory
-        self.recorded = False
+        self.best_step = 0  # the epoch (from 0) its result is taken from
 
     def fail(self, reason: str, status=trial_module.TrialStatus.FAILED) -> None:
         self.failure, self.status, self.active = reason, status, False
@@ -214,14 +214,13 @@ def search_packed(tuner, cfg, size: int, train, val) -> None:
 def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> None:
     """Build, train, record and report one pack. A branch that fails (its run, model, training
     step, restore, evaluation or record) fails its trial alone, as it would unpacked; Ctrl-C
-    ends every unrecorded run KILLED and stops the search."""
+    ends every run of the pack KILLED and stops the search."""
     from sweeplab.search import graph_memory, session
     from sweeplab.tracking.tags import PACK
 
     session.clear()
     graph_memory.release_traced_graphs()
     pack = f"{name} (trials {','.join(b.trial.trial_id for b in branches)})"
-    tuner.training_runs = []  # abandon_trial fails these
     try:
         for branch in branches:
             _prepare(branch, tuner, cfg, train, {PACK: pack})
@@ -240,11 +239,10 @@ def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> Non
     except BaseException as err:  # Ctrl-C, or the oracle gone: no trial of the pack ends well
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         for branch in branches:
-            if branch.run is not None and not branch.recorded:  # a branch's own failure (a NaN) says more
+            if branch.run is not None:  # a branch's own failure (a NaN) says more
                 branch.run.fail(branch.failure or describe(err), "FAILED" if branch.failure else status)
+                tuner.training_runs.remove(branch.run)
         raise
-    finally:
-        tuner.training_runs = []
     for branch in branches:
         _report(branch, tuner)
 
@@ -302,10 +300,11 @@ def _final_metrics(packed, built: list[Branch], tuner) -> dict:
 
 
 def _record(branch: Branch, tuner, final: dict | None) -> None:
-    """A trained branch's record handed to the writer thread, its result to the oracle."""
+    """A trained branch's record handed to the writer thread. Its result goes to the oracle only once
+    every branch's record is on its way (`_report`): a chief lost meanwhile holds up no record."""
     if branch.failure is not None:
         return
-    step = _best_epoch(branch.history, tuner.oracle.objective)
+    branch.best_step = _best_epoch(branch.history, tuner.oracle.objective)
     try:
         if not final:
             raise ValueError("no final metrics")
@@ -315,19 +314,17 @@ def _record(branch: Branch, tuner, final: dict | None) -> None:
             branch.run,
             final,
             executions=1,
-            scored=tuner.oracle.objective.get_value(branch.history[step]),
+            scored=tuner.oracle.objective.get_value(branch.history[branch.best_step]),
         )
     except Exception as err:
         branch.fail(describe(err))
-        return
-    branch.recorded = True  # its run now ends on the writer thread
-    tuner.training_runs.remove(branch.run)
-    tuner.oracle.update_trial(branch.trial.trial_id, branch.history[step], step=step)
 
 
 def _report(branch: Branch, tuner) -> None:
-    """The trial's end to the oracle."""
-    if branch.failure is None:  # its run ends FINISHED on the writer thread (record_trial)
+    """The trial's result and end to the oracle."""
+    if branch.failure is None:
+        step = branch.best_step
+        tuner.oracle.update_trial(branch.trial.trial_id, branch.history[step], step=step)
         branch.trial.status = trial_module.TrialStatus.COMPLETED
     else:
         branch.trial.status, branch.trial.message = branch.status, branch.failure

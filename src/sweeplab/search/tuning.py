@@ -60,9 +60,6 @@ class SweepHyperModel(kt.HyperModel):
 class TrackedTrials:
     """Mixin for a Keras Tuner class: one MLflow child run per trial."""
 
-    # Asked on the writer thread right before a trial's run ends FINISHED: a reason not to
-    # (a worker whose lease on the trial is gone) fails the run with it instead.
-    finish_guard: Callable[[], str | None] | None = None
     # Set from a worker's heartbeat thread once its lease is gone: why its trials stop training.
     lease_lost: str | None = None
 
@@ -76,7 +73,8 @@ class TrackedTrials:
         self.log_models = log_models
         self.lineage = lineage.split_datasets(dataset)  # the splits as MLflow datasets, digested once
         self._trial_run: TrialRun | None = None
-        # Runs of the trials this process trains now (one, or a pack's), until they are recorded or failed.
+        # Runs of the trials this process trains now (one, or a pack's), until the oracle has taken
+        # their result or they failed: what abandon_trial fails.
         self.training_runs: list[TrialRun] = []
         self._model = None
         self._best: BestEpochInMemory | None = None
@@ -91,7 +89,7 @@ class TrackedTrials:
 
     def run_trial(self, trial, *args, **kwargs):
         self._trial_run = self.new_trial_run(trial)
-        self.training_runs = [self._trial_run]
+        self.training_runs.append(self._trial_run)
         self._best = None
         try:
             histories = super().run_trial(trial, *args, **kwargs)
@@ -105,17 +103,28 @@ class TrackedTrials:
         except BaseException as err:
             status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             self._trial_run.fail(describe(err), status)
-            self._trial_run, self.training_runs = None, []
+            self.training_runs.remove(self._trial_run)
+            self._trial_run = None
             raise
-        self._trial_run, self.training_runs = None, []  # its run ends FINISHED on the writer thread
+        self._trial_run = None  # its run ends FINISHED once recorded and accepted (on_trial_end)
         return histories
 
     def on_trial_end(self, trial):
+        """The trial's end to the oracle; then its run ends FINISHED (once its record has landed), or
+        FAILED if the trial did not complete. A run whose result the oracle did not take (the call
+        raised) stays in `training_runs`, for whoever stops this process to fail it with why."""
         if self.worker:
-            # A worker's or agent's runs land before the chief hears the trial ended: the chief
-            # reads them as soon as the last one has.
+            # A worker's or agent's record lands before the chief hears the trial ended: a chief
+            # lost meanwhile leaves a complete record for the resumed search to accept.
             writer.wait_for_writes()
+        runs = [run for run in self.training_runs if run.trial_id == trial.trial_id]
         super().on_trial_end(trial)
+        for run in runs:
+            self.training_runs.remove(run)
+            if trial.status == "COMPLETED":
+                run.accept()
+            else:
+                run.fail(one_line(trial.message or f"the trial ended {trial.status}"))
 
     def abandon_trial(self, reason: str) -> None:
         """From another thread, before this process stops: the runs of the trials it trains
@@ -210,7 +219,7 @@ class TrackedTrials:
             **final,
             "param_count": model.count_params(),
         }
-        run.complete_in_background(self._record_steps(trial, model, run, metrics), guard=self.finish_guard)
+        run.complete_in_background(self._record_steps(trial, model, run, metrics))
 
     def _record_steps(self, trial, model, run: TrialRun, metrics: dict) -> list[Callable[[], None]]:
         """The writes of a trained trial's record, in order: its model, results, curves, summary,
@@ -278,6 +287,7 @@ class TrackedTrials:
                 continue
             run = self.new_trial_run(trial, tags={RERECORDED: "from its Keras Tuner checkpoint (no epoch curves)"})
             self.record_trial(trial, model, run, self.final_metrics(model), executions=1, scored=trial.score)
+            run.accept()  # the oracle took its result before the process stopped
         writer.wait_for_writes()
 
 
@@ -391,6 +401,13 @@ def search(tuner, cfg, dataset) -> None:
                 callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
                 verbose=cfg.trainer.verbose,
             )
+    except BaseException as err:  # runs whose result the oracle never took (their report, a pack's others)
+        # A worker's caller fails them, saying why its chief is lost (worker.py).
+        if isinstance(err, KeyboardInterrupt) or not tuner.worker:
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            for run in tuner.training_runs:
+                run.fail(f"the search stopped before it took this trial's result ({describe(err)})", status)
+        raise
     finally:
         graph_memory.release_long_lived_objects()
         writer.wait_for_writes()  # every finished trial's run FINISHED before the search reads them

@@ -79,8 +79,6 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
             flush=True,
         )
         return EXIT_ORACLE_LOST
-    # A trial whose lease went to another while it was written ends FAILED, not FINISHED a second time.
-    tuner.finish_guard = oracle_access.lease_guard(oracle_address, token, tuner_id, wait_s, tls)
     lost = _watch_lease(tuner, tag, tuner_id, cfg, oracle_address, token, tls)
     try:
         tuning.search(tuner, cfg, dataset)

@@ -8,7 +8,9 @@ model and runs it when loading, so it imports nothing from sweeplab: the model
 loads wherever MLflow and Keras do. Members are `.keras` files (artifacts
 `member_0`, `member_1`, ...) loaded in Keras safe mode, each taking raw inputs
 (its preprocessing is inside it); `model_config` holds the weights, the output
-heads and the input names.
+heads, the input names and, per member, the heads whose class scores are
+normalised to probabilities before averaging (`normalise`: members trained on
+another encoding of the same labels, see `sweeplab.ensemble.encoding`).
 
 `predict` takes what the members take: an array for one input, a dict of
 arrays (or a DataFrame with one column per input) for several; it returns an
@@ -19,6 +21,14 @@ import mlflow
 import numpy as np
 
 
+def to_probabilities(scores):
+    """Class scores clipped at zero and divided by their row's sum; uniform where that sum is zero
+    (as the ensemble's weights were chosen: sweeplab.ensemble.encoding.to_probabilities)."""
+    clipped = np.clip(np.asarray(scores, dtype="float64"), 0.0, None)
+    total = clipped.sum(axis=1, keepdims=True)
+    return np.where(total > 0, clipped / np.where(total > 0, total, 1.0), 1.0 / clipped.shape[1])
+
+
 class KerasAverage(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import keras
@@ -27,6 +37,8 @@ class KerasAverage(mlflow.pyfunc.PythonModel):
         self.weights = [float(w) for w in config["weights"]]
         self.heads = list(config["heads"])
         self.inputs = list(config["inputs"])
+        # Models logged before `normalise` existed normalise nothing.
+        self.normalise = [list(heads) for heads in config.get("normalise") or [[] for _ in self.weights]]
         self.members = [
             keras.saving.load_model(context.artifacts[f"member_{i}"], compile=False, safe_mode=True)
             for i in range(len(self.weights))
@@ -60,8 +72,10 @@ class KerasAverage(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: np.ndarray, params=None):
         x = self._as_inputs(model_input)
         total = None
-        for weight, member in zip(self.weights, self.members):
+        for weight, member, normalise in zip(self.weights, self.members, self.normalise):
             outputs = self._by_head(member.predict(x, verbose=0))
+            for head in normalise:
+                outputs[head] = to_probabilities(outputs[head])
             total = {h: weight * o + (total[h] if total else 0.0) for h, o in outputs.items()}
         return total[self.heads[0]] if len(self.heads) == 1 else total
 

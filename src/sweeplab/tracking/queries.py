@@ -10,12 +10,23 @@ DEFAULT_OBJECTIVE, DEFAULT_DIRECTION = "val_accuracy", "max"
 
 
 def trial_runs(
-    client, experiment_id: str, parent_run_id: str | None = None, status: str = "FINISHED", page_size: int = 1000
+    client,
+    experiment_id: str,
+    parent_run_id: str | None = None,
+    status: str | None = "FINISHED",
+    page_size: int = 1000,
+    where: str = "",
 ) -> list:
-    """An experiment's trial runs with `status`, optionally of one search only: every one, page by page."""
-    query = f"tags.`{ROLE}` = 'trial' and attributes.status = '{status}'"
-    if parent_run_id:
-        query += f" and tags.`{PARENT}` = '{parent_run_id}'"
+    """An experiment's trial runs with `status` (None: any), optionally of one search only and
+    matching the filter `where`: every one, page by page."""
+    query = f"tags.`{ROLE}` = 'trial'"
+    for condition in (
+        status and f"attributes.status = '{status}'",
+        parent_run_id and f"tags.`{PARENT}` = '{parent_run_id}'",
+        where,
+    ):
+        if condition:
+            query += f" and {condition}"
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=query, max_results=page_size, page_token=token)

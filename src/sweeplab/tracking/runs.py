@@ -17,7 +17,10 @@ from sweeplab.tracking.lineage import log_dataset_inputs
 from sweeplab.tracking.metric_names import split_of
 from sweeplab.tracking.queries import trial_runs
 from sweeplab.tracking.store import RetryingClient, redact
-from sweeplab.tracking.tags import FAILURE, FAMILY, PARENT, ROLE, SEARCH_KEY, TRIAL_ID, WORKER
+from sweeplab.tracking.tags import FAILURE, FAMILY, PARENT, RECORDED, ROLE, SEARCH_KEY, TRIAL_ID, WORKER
+
+# What becomes of a run whose record landed but whose result the oracle never took.
+RESUME_ACCEPTS = "a resumed search takes its result from this run instead of training the trial again"
 
 
 class SearchRun:
@@ -97,6 +100,8 @@ class TrialRun:
         self.experiment_id = search.experiment_id
         self.ended: str | None = None  # the status this process ended the run with
         self._ending = threading.Lock()  # the writer thread finishes it, a heartbeat's thread may abandon it
+        self._settling = threading.Lock()
+        self.recorded = self.accepted = False  # its whole record has landed; the oracle took its result
         self.datasets = datasets or {}
         self.model_id: str | None = None
         tags = {PARENT: search.run_id, ROLE: "trial", TRIAL_ID: trial_id, FAMILY: family, **(tags or {})}
@@ -146,31 +151,50 @@ class TrialRun:
 
         self.model_id = upload_model(self.client, self.run_id, prepared)
 
-    def complete_in_background(self, steps: list, guard=None) -> None:
+    def complete_in_background(self, steps: list) -> None:
         """Run `steps` (writes, and reads of a model nothing trains any more) on the writer thread,
-        then end the run FINISHED, or FAILED with the reason if a step, an epoch's metrics or the
-        end itself fails, or if `guard()` gives a reason not to finish: the run is FINISHED only
-        once everything it holds has landed."""
+        then tag the run recorded (`tags.RECORDED`). It ends FINISHED once the oracle has accepted
+        the trial's result too (`accept`), whichever comes first; FAILED with the reason if a step,
+        an epoch's metrics or the end itself fails. So a FINISHED run is one the search counted,
+        and a run left recorded is one a resumed search accepts without training it again."""
 
         def complete():
             try:
                 for step in steps:
                     step()
-                refused = guard() if guard is not None else None
-                if refused is None:
-                    self.finish()
-                    return
-                print(f"[sweeplab] trial {self.trial_id}: its run ends FAILED: {refused}", flush=True)
+                self.epochs.flush()  # its curves are part of the record
+                self.client.set_tag(self.run_id, RECORDED, "true")
             except Exception as err:
-                refused = describe(err)
+                reason = describe(err)
                 print(
-                    f"[sweeplab] trial {self.trial_id}: its record did not land in MLflow ({refused}); "
+                    f"[sweeplab] trial {self.trial_id}: its record did not land in MLflow ({reason}); "
                     "its run ends FAILED",
                     flush=True,
                 )
-            self.fail(refused)
+                self.fail(reason)
+                return
+            self._settle(recorded=True)
 
         writer.submit(complete)
+
+    def accept(self) -> None:
+        """The oracle has accepted the trial's result: the run ends FINISHED once its record has
+        landed (now, or on the writer thread when it does)."""
+        self._settle(accepted=True)
+
+    def _settle(self, recorded: bool = False, accepted: bool = False) -> None:
+        with self._settling:  # the writer thread records, the training thread accepts: the second ends it
+            self.recorded |= recorded
+            self.accepted |= accepted
+            both = self.recorded and self.accepted
+        if not both:
+            return
+        try:
+            self.finish()
+        except Exception as err:
+            reason = describe(err)
+            print(f"[sweeplab] trial {self.trial_id}: its run could not end FINISHED ({reason})", flush=True)
+            self.fail(reason)
 
     def _claim(self, status: str) -> bool:
         """Whether this caller ends the run (`status`): only the first one does."""
@@ -210,6 +234,8 @@ class TrialRun:
             self._end(RetryingClient(getattr(self.client, "raw", self.client), budget_s), reason, "FAILED")
 
     def _end(self, client, reason: str, status: str) -> None:
+        if self.recorded:
+            reason += f"; its record is complete: {RESUME_ACCEPTS}"
         try:
             client.set_tag(self.run_id, FAILURE, reason[:5000])
             client.set_terminated(self.run_id, status)

@@ -7,6 +7,12 @@ TRIAL_ID = "sweeplab.trial_id"
 WORKER = "sweeplab.worker"
 # A trial recorded again from its checkpoint after the process stopped while writing its run.
 RERECORDED = "sweeplab.rerecorded"
+# Set once a trial's whole record (results, model, curves) has landed. Its run ends FINISHED only
+# once the oracle has taken the trial's result as well; a resumed search takes that result from a
+# run that has this tag and did not end FINISHED, instead of training the trial again.
+RECORDED = "sweeplab.recorded"
+# How a resumed search completed a trial from its run's record (see RECORDED).
+RECONCILED = "sweeplab.reconciled"
 # How a search trains its trials: N per pack, or one at a time and why (tuner.pack).
 PACKING = "sweeplab.packing"
 # Which pack a trial was trained in (tuner.pack), with the pack's trial ids.
