@@ -88,7 +88,8 @@ def _check_cross_job_leaderboard(stdout: str, trials: list) -> None:
     scores = [float(r["val_accuracy"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert [r["#"] for r in rows] == [str(i) for i in range(1, len(trials) + 1)]
-    assert at > max(i for i, line in enumerate(lines) if line.startswith("[sweeplab] starting search"))
+    # Each job's lines start with its name (`[mlp/random] `); the end's have none.
+    assert at > max(i for i, line in enumerate(lines) if "] [sweeplab] starting search" in line)
 
 
 def _check_cross_job_ensemble(client, by_role: dict, trials: list) -> tuple:

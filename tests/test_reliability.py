@@ -732,6 +732,7 @@ def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
         "tuner.max_trials=2",
         "trainer.epochs=2",
         "trainer.verbose=0",
+        "ensemble=none",  # the multirun's ensemble: test_multirun.py
     ]
     result = run_cli(args, tmp_path, timeout=500)
     assert result.returncode == 0, result.stderr[-3000:]

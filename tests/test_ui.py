@@ -32,8 +32,10 @@ def test_a_local_store_opens_on_the_local_ui_and_says_how_to_start_it(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db?timeout=60"
     assert ui.runs_address(uri, "3") == "http://127.0.0.1:5000/" + RUNS.format(3)
     assert ui.runs_address(uri, "3", "http://127.0.0.1:5123/") == "http://127.0.0.1:5123/" + RUNS.format(3)
-    assert ui.browse_hint(uri, "3", default_uri=uri).endswith("(start the UI first: make ui)")
-    other = ui.browse_hint(uri, "3", default_uri="sqlite:///elsewhere/mlflow.db")
+    nothing_there = f"http://127.0.0.1:{free_port()}"  # whatever listens on 5000 here
+    hint = ui.browse_hint(uri, "3", default_uri=uri, local_ui=nothing_there)
+    assert hint.endswith("start the UI first: sweeplab ui (or make ui)")
+    other = ui.browse_hint(uri, "3", default_uri="sqlite:///elsewhere/mlflow.db", local_ui=nothing_there)
     assert f"MLFLOW_TRACKING_URI='sqlite:///{tmp_path}/mlruns/mlflow.db' make ui" in other
 
 
@@ -80,7 +82,7 @@ def test_the_printed_address_shows_the_search_run_in_a_browser(store, make_confi
     overrides = [*TINY, *store["overrides"], "ensemble=none"]
     result = run(make_config(overrides), overrides=overrides)
     printed = capsys.readouterr().out
-    address = re.search(r"Browse the runs: (\S+)", printed).group(1)
+    address = re.search(r"Browse the runs: (?:open )?(\S+)", printed).group(1)
     assert address.endswith(RUNS.format(result.experiment_id))
     run_name = MlflowClient(tracking_uri=store["uri"]).get_run(result.parent_run_id).info.run_name
     assert run_name.startswith("mlp-random-")

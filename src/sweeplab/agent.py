@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.agent") 
     cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert, args.oracle_cert_sha256)
     from sweeplab.search.worker import new_tuner_id, train_trials
 
-    tuner_id = new_tuner_id("agent")
-    print(f"[sweeplab] this agent asks for trials as {tuner_id}", flush=True)
-    return train_trials(cfg, args.search_run_id, address, token, tuner_id, name="agent", tls=tls)
+    return train_trials(cfg, args.search_run_id, address, token, new_tuner_id("agent"), name="agent", tls=tls)
 
 
 if __name__ == "__main__":

@@ -74,11 +74,20 @@ def search(argv: list[str], prog: str) -> int:
     return 0
 
 
-# Ctrl-C: the trial and search runs are already marked KILLED; the tuner state is on disk.
-@command_boundary(interrupted="interrupted; run the same command again to resume the search", exits=True)
 def search_job(cfg) -> float | None:
     """One search (one job of a multirun): Hydra's task function. Its result is the best score, for a
-    Hydra sweeper to optimize over searches; an error ends the process (Hydra ignores return values)."""
+    Hydra sweeper to optimize over searches; an error ends the process (Hydra ignores return values).
+    In a multirun, each line the job prints (its error included) starts with its name."""
+    from sweeplab.job_names import job_prefix
+    from sweeplab.search.job_lines import prefixed
+
+    with prefixed(job_prefix(cfg)):
+        return _search_job(cfg)
+
+
+# Ctrl-C: the trial and search runs are already marked KILLED; the tuner state is on disk.
+@command_boundary(interrupted="interrupted; run the same command again to resume the search", exits=True)
+def _search_job(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

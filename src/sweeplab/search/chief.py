@@ -42,7 +42,6 @@ ENV_TRACKING_URI = "SWEEPLAB_TRACKING_URI"
 ENV_ORACLE_NAME = "SWEEPLAB_ORACLE_NAME"
 _INTERRUPT_GRACE_S = 60
 _POLL_S = 0.2
-_REMIND_S = 60  # how often a search that no one trains says so
 _STORE_TRIES = 3  # a hand-over's look-up of the lost runs, before it goes on without
 
 
@@ -79,13 +78,7 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
                     env={**env, "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}"},
                 )
             )
-        reminded = time.monotonic()
-        while not _done(tuner.oracle, servicer, procs, access):
-            time.sleep(_POLL_S)
-            reap(tuner.oracle, access, search_run, oracle_cfg.lease_s)
-            if not access.last_seen and time.monotonic() - reminded > _REMIND_S:
-                print(f"[sweeplab] waiting for agents (none is training); join with:\n  {joining}", flush=True)
-                reminded = time.monotonic()
+        _serve_until_done(tuner.oracle, servicer, procs, access, search_run, cfg)
         codes = [proc.wait() for proc in procs]
     except BaseException:
         _stop(procs)
@@ -94,6 +87,26 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
         server.stop(grace=None)
         tuner.save()
     _check_exits(codes)
+
+
+def _serve_until_done(oracle, servicer, procs: list, access, search_run, cfg) -> None:
+    """Hands over lost tuners' trials until the search is done, with one status line (agents
+    connected, trials running, finished, failed) that says where it stands."""
+    from sweeplab.search import chief_status
+
+    workers, lease_s = cfg.tuner.workers, cfg.tuner.oracle.lease_s
+    # Local workers print to this terminal too: a line redrawn in place would run into theirs.
+    status = chief_status.StatusLine(in_place=sys.stdout.isatty() and workers == 0)
+    try:
+        while True:
+            done = _done(oracle, servicer, procs, access)
+            status.show(chief_status.describe(chief_status.counts(oracle, access, lease_s), workers))
+            if done:  # counted after: the last line has the final counts
+                return
+            time.sleep(_POLL_S)
+            reap(oracle, access, search_run, lease_s)
+    finally:
+        status.close()
 
 
 def _check_exits(codes: list[int]) -> None:

@@ -15,7 +15,9 @@ again: its MLflow run, final metrics, logged model and result to the oracle.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 
 import keras
 import numpy as np
@@ -23,6 +25,7 @@ import tensorflow as tf
 from keras_tuner.src.engine import trial as trial_module
 
 from sweeplab.errors import describe
+from sweeplab.search import progress
 from sweeplab.tracking import metric_names
 
 # Families whose models take the same flat batches and are cheap to fuse.
@@ -158,18 +161,26 @@ class Branch:
 
 class PackMonitor(keras.callbacks.Callback):
     """Each branch's callbacks on its own logs; a branch stops on its own early stopping,
-    its epoch budget or a NaN loss; the pack stops when no branch is left."""
+    its epoch budget or a NaN loss; the pack stops when no branch is left. Each epoch is
+    shown (`shown`) by how many trials trained, the best objective so far and its trial."""
 
-    def __init__(self, branches: list[Branch]):
+    def __init__(self, branches: list[Branch], shown: progress.PackEpochs | None = None):
         super().__init__()
         self.branches = branches
+        self.shown = shown
+        self.best: tuple[float, str] | None = None  # (objective, trial id)
+        self._epoch_began = time.monotonic()
 
     def on_train_begin(self, logs=None):
         for branch in self.branches:
             for callback in branch.callbacks:
                 callback.on_train_begin()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_began = time.monotonic()
+
     def on_epoch_end(self, epoch, logs=None):
+        training = sum(b.active for b in self.branches)
         for index, branch in enumerate(self.branches):
             if not branch.active:
                 continue
@@ -178,6 +189,7 @@ class PackMonitor(keras.callbacks.Callback):
                 branch.fail(f"FailedTrialError: loss became {own['loss']} at epoch {epoch + 1}")
                 continue
             branch.history.append(own)
+            self._consider(branch, own)
             for callback in branch.callbacks:
                 callback.on_epoch_end(epoch, own)
             if branch.model.stop_training or epoch + 1 >= branch.epochs:
@@ -185,6 +197,19 @@ class PackMonitor(keras.callbacks.Callback):
         self.model.active.assign(np.array([int(b.active) for b in self.branches], "int32"))
         if not any(b.active for b in self.branches):
             self.model.stop_training = True
+        if self.shown is not None:
+            objective = self.branches[0].tuner.oracle.objective
+            best = (objective.name, *self.best) if self.best else None
+            self.shown.epoch_ended(epoch + 1, training, best, time.monotonic() - self._epoch_began)
+
+    def _consider(self, branch: Branch, logs: dict) -> None:
+        objective = branch.tuner.oracle.objective
+        try:
+            value = objective.get_value(logs)
+        except (KeyError, ValueError):  # an objective the epoch logs do not hold
+            return
+        if math.isfinite(value) and (self.best is None or objective.better_than(value, self.best[0])):
+            self.best = (value, branch.trial.trial_id)
 
 
 def search_packed(tuner, cfg, size: int, train, val) -> None:
@@ -221,21 +246,27 @@ def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> Non
     session.clear()
     graph_memory.release_traced_graphs()
     pack = f"{name} (trials {','.join(b.trial.trial_id for b in branches)})"
+    # In one process the pack's number is enough; a worker's or agent's says whose it is.
+    label = f"pack {name}" if tuner.worker else f"pack {name.rsplit('/', 1)[-1]}"
+    if cfg.trainer.verbose:
+        trials = [(b.trial.trial_id, dict(b.trial.hyperparameters.values)) for b in branches]
+        ids = ", ".join(trial_id for trial_id, _ in trials)
+        progress.show_trials(
+            f"{label}: {len(trials)} trials ({ids}), up to {max(b.epochs for b in branches)} epochs", trials
+        )
     try:
         for branch in branches:
             _prepare(branch, tuner, cfg, train, {PACK: pack})
         built = [b for b in branches if b.failure is None]
-        packed = _fit(built, cfg, train, val) if built else None
+        packed = _fit(built, cfg, train, val, label) if built else None
         finals = _final_metrics(packed, built, tuner)
         for branch in built:
             _record(branch, tuner, finals.get(branch))
         # Every failed run closed before the oracle hears (it may end the search), and while
-        # abandon_trial can still find it.
+        # abandon_trial can still find it (on_trial_end says why it failed).
         for branch in branches:
-            if branch.failure is not None:
-                print(f"[sweeplab] trial {branch.trial.trial_id} failed: {branch.failure}", flush=True)
-                if branch.run is not None:
-                    branch.run.fail(branch.failure)
+            if branch.failure is not None and branch.run is not None:
+                branch.run.fail(branch.failure)
     except BaseException as err:  # Ctrl-C, or the oracle gone: no trial of the pack ends well
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
         for branch in branches:
@@ -243,8 +274,10 @@ def train_pack(branches: list[Branch], name: str, tuner, cfg, train, val) -> Non
                 branch.run.fail(branch.failure or describe(err), "FAILED" if branch.failure else status)
                 tuner.training_runs.remove(branch.run)
         raise
-    for branch in branches:
-        _report(branch, tuner)
+    # One line per trial as the oracle takes it (on_trial_end), then one for the search.
+    with tuner.progress.held() if tuner.progress is not None else contextlib.nullcontext():
+        for branch in branches:
+            _report(branch, tuner)
 
 
 def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
@@ -339,10 +372,11 @@ def _best_epoch(history: list[dict], objective) -> int:
     return best
 
 
-def _fit(branches: list[Branch], cfg, train, val) -> PackedModel:
+def _fit(branches: list[Branch], cfg, train, val, label: str) -> PackedModel:
     """Train the branches together. One whose step raises while traced fails alone; an error
     the fused step raises while it runs names no branch: the branches still training fail
-    with it, those already done are kept, and the search goes on."""
+    with it, those already done are kept, and the search goes on. Keras' own epoch line (every
+    branch's metrics) gives way to the pack's (`progress.PackEpochs`)."""
     from sweeplab.search.tuning import StopWhenLeaseLost  # tuning imports this module
 
     def failed(index: int, step: str, err: Exception) -> None:
@@ -350,20 +384,24 @@ def _fit(branches: list[Branch], cfg, train, val) -> PackedModel:
 
     packed = PackedModel([b.model for b in branches], on_error=failed)
     packed.compile(optimizer=keras.optimizers.SGD(), steps_per_execution=cfg.trainer.steps_per_execution)
+    tuner, epochs = branches[0].tuner, max(b.epochs for b in branches)
+    shown = progress.PackEpochs(tuner.progress, label, epochs, cfg.trainer.verbose)
     try:
         packed.fit(
             train,
             validation_data=val,
-            epochs=max(b.epochs for b in branches),
+            epochs=epochs,
             initial_epoch=branches[0].initial_epoch,
-            callbacks=[StopWhenLeaseLost(branches[0].tuner), PackMonitor(branches)],
-            verbose=cfg.trainer.verbose,
+            callbacks=[StopWhenLeaseLost(tuner), PackMonitor(branches, shown)],
+            verbose=0,
             shuffle=False,
         )
     except Exception as err:
         for branch in branches:
             if branch.active:
                 branch.fail(f"the pack's training step failed: {describe(err)}")
+    finally:
+        shown.close()
     return packed
 
 

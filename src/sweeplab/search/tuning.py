@@ -9,7 +9,9 @@ logged with the curves and the model summary.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import describe, one_line, short_reason
-from sweeplab.search import graph_memory, packing, session, training
+from sweeplab.search import graph_memory, packing, progress, session, training
 from sweeplab.tracking import lineage, metric_names, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
 
@@ -62,6 +64,8 @@ class TrackedTrials:
 
     # Set from a worker's heartbeat thread once its lease is gone: why its trials stop training.
     lease_lost: str | None = None
+    # What the search shows as trials end (set by `search`).
+    progress: progress.SearchProgress | None = None
 
     def __init__(
         self, *args, search_run: SearchRun, dataset, family_name: str, log_models: bool, worker: str | None, **kwargs
@@ -79,6 +83,7 @@ class TrackedTrials:
         self._model = None
         self._best: BestEpochInMemory | None = None
         self._eval_sets: dict = {}  # tf.data val/test pipelines, built once
+        self._scored: dict[str, float] = {}  # what each trial trained here scored, for its result line
         super().__init__(*args, **kwargs)
 
     def new_trial_run(self, trial, tags: dict | None = None) -> TrialRun:
@@ -92,7 +97,8 @@ class TrackedTrials:
         self.training_runs.append(self._trial_run)
         self._best = None
         try:
-            histories = super().run_trial(trial, *args, **kwargs)
+            with self.keras_output():
+                histories = super().run_trial(trial, *args, **kwargs)
             self._check_finite(histories)
             self._restore_best(trial)
             objective = self.oracle.objective
@@ -125,6 +131,53 @@ class TrackedTrials:
                 run.accept()
             else:
                 run.fail(one_line(trial.message or f"the trial ended {trial.status}"))
+        self._show_result(trial, runs)
+
+    def on_search_begin(self):
+        self.oracle.verbose = 0  # Keras Tuner's search sets its display's verbosity to fit's: ours shows trials
+        super().on_search_begin()
+
+    def on_trial_begin(self, trial):
+        """An unpacked trial's table (a pack shows its trials in one, `packing.train_pack`)."""
+        super().on_trial_begin(trial)
+        if self.hypermodel.cfg.trainer.verbose:
+            values = dict(trial.hyperparameters.values)
+            title = f"trial {trial.trial_id}: up to {self.epoch_budget(values)} epochs"
+            progress.show_trials(title, [(trial.trial_id, values)])
+
+    def keras_output(self):
+        """Keras' own progress bar (trainer.verbose=1) takes the terminal from the search's while a trial trains."""
+        if self.progress is None or self.hypermodel.cfg.trainer.verbose != 1:
+            return contextlib.nullcontext()
+        return self.progress.paused()
+
+    def epoch_budget(self, values: dict) -> int:
+        """The epochs a trial may train here (Hyperband: from its `tuner/initial_epoch` to `tuner/epochs`)."""
+        return int(values.get("tuner/epochs", self.hypermodel.cfg.trainer.epochs)) - int(
+            values.get("tuner/initial_epoch", 0)
+        )
+
+    def _show_result(self, trial, runs: list[TrialRun]) -> None:
+        """The trial's result line (or why it failed), then the search's progress."""
+        scored = self._scored.pop(trial.trial_id, None)
+        if trial.status != "COMPLETED":
+            progress.say(f"trial {trial.trial_id} failed: {one_line(trial.message or f'it ended {trial.status}')}")
+            scored = None
+        elif runs:
+            objective = self.oracle.objective
+            history = runs[0].epochs.history
+            curve = history.get(objective.name, [])
+            best = None
+            if curve:
+                pick = max if objective.direction == "max" else min
+                best = pick(range(len(curve)), key=curve.__getitem__)
+                scored = curve[best] if scored is None else scored
+                best += 1 + int(trial.hyperparameters.values.get("tuner/initial_epoch", 0))
+            trained = len(history.get("loss", curve))
+            budget = self.epoch_budget(trial.hyperparameters.values)
+            progress.trial_result(trial.trial_id, objective.name, scored, best, trained, budget)
+        if self.progress is not None:
+            self.progress.trial_ended(trial.trial_id, scored)
 
     def abandon_trial(self, reason: str) -> None:
         """From another thread, before this process stops: the runs of the trials it trains
@@ -219,6 +272,7 @@ class TrackedTrials:
             **final,
             "param_count": model.count_params(),
         }
+        self._scored[trial.trial_id] = scored
         run.complete_in_background(self._record_steps(trial, model, run, metrics))
 
     def _record_steps(self, trial, model, run: TrialRun, metrics: dict) -> list[Callable[[], None]]:
@@ -366,7 +420,7 @@ def make_tuner(
         options["max_trials"] = t.max_trials
     if t.kind.value == "bayesian":
         options.update(num_initial_points=t.num_initial_points, alpha=t.alpha, beta=t.beta)
-    return tuner_class(
+    tuner = tuner_class(
         search_run=search_run,
         dataset=dataset,
         family_name=cfg.family,
@@ -374,6 +428,10 @@ def make_tuner(
         worker=worker,
         **options,
     )
+    # Keras Tuner's own display ("Search: Running Trial #N" tables, "Trial N Complete" blocks) is
+    # replaced by sweeplab's (`progress`), which names trials by their id, as their runs are named.
+    tuner.oracle.verbose = 0
+    return tuner
 
 
 def search(tuner, cfg, dataset) -> None:
@@ -390,7 +448,10 @@ def search(tuner, cfg, dataset) -> None:
             batch_size=cfg.trainer.batch_size,
         )
     pack = packing.pack_size(cfg, dataset)
+    tuner.progress = search_progress(tuner, cfg)
+    tuner.progress.start()
     graph_memory.spare_long_lived_objects()
+    complete = False
     try:
         if pack > 1:
             packing.search_packed(tuner, cfg, pack, data["x"], data["validation_data"])
@@ -401,6 +462,7 @@ def search(tuner, cfg, dataset) -> None:
                 callbacks=training.callbacks(cfg.trainer, Path(tuner.project_dir) / TENSORBOARD),
                 verbose=cfg.trainer.verbose,
             )
+        complete = True
     except BaseException as err:  # runs whose result the oracle never took (their report, a pack's others)
         # A worker's caller fails them, saying why its chief is lost (worker.py).
         if isinstance(err, KeyboardInterrupt) or not tuner.worker:
@@ -409,8 +471,43 @@ def search(tuner, cfg, dataset) -> None:
                 run.fail(f"the search stopped before it took this trial's result ({describe(err)})", status)
         raise
     finally:
+        tuner.progress.finish(complete)
         graph_memory.release_long_lived_objects()
         writer.wait_for_writes()  # every finished trial's run FINISHED before the search reads them
+
+
+def search_progress(tuner, cfg) -> progress.SearchProgress:
+    """The search's progress as this process sees it: every trial of the search in one process (a
+    resumed one counts those already done), a worker's or an agent's own trials otherwise."""
+    from sweeplab.search.chief import ENV_WORKERS
+
+    objective = tuner.oracle.objective
+    # Local workers share their chief's terminal: plain lines, not several live bars at once.
+    live = progress.on_terminal() and ENV_WORKERS not in os.environ
+    maximize = objective.direction == "max"
+    if tuner.worker:
+        return progress.SearchProgress(tuner.tuner_id, objective.name, maximize, None, live)
+    trials = tuner.oracle.trials.values()
+    ended = [t for t in trials if t.status in ("COMPLETED", "FAILED", "INVALID")]
+    failed = sum(t.status != "COMPLETED" for t in ended)
+    shown = progress.SearchProgress(
+        "search", objective.name, maximize, planned_trials(tuner.oracle), live, len(ended), failed
+    )
+    for t in ended:
+        if t.status == "COMPLETED" and t.score is not None:
+            shown.consider(t.trial_id, t.score)
+    return shown
+
+
+def planned_trials(oracle) -> int | None:
+    """How many trials the search plans: `max_trials`, or Hyperband's brackets summed (None: no end)."""
+    if not hasattr(oracle, "_get_num_brackets"):
+        return oracle.max_trials
+    if not math.isfinite(oracle.hyperband_iterations):
+        return None
+    brackets = range(oracle._get_num_brackets())
+    per_iteration = sum(oracle._get_size(b, r) for b in brackets for r in range(oracle._get_num_rounds(b)))
+    return int(oracle.hyperband_iterations) * per_iteration
 
 
 def is_failure_limit(err: RuntimeError) -> bool:

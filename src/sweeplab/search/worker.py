@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections import Counter
 from pathlib import Path
 
 from sweeplab.search.chief import ENV_ORACLE_NAME, ENV_PARENT, ENV_TRACKING_URI, ENV_WORKERS
@@ -20,6 +21,7 @@ from sweeplab.search.chief import ENV_ORACLE_NAME, ENV_PARENT, ENV_TRACKING_URI,
 # Exit status of a worker or agent that lost its oracle (chief gone, or it refused this worker).
 EXIT_ORACLE_LOST = 3
 _REJOIN = object()
+_WHY_STOPPED = {0: "the search is done", 130: "interrupted", EXIT_ORACLE_LOST: "its chief is lost"}
 
 
 def new_tuner_id(name: str) -> str:
@@ -33,8 +35,11 @@ def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner
 
     `name` (worker0, agent...) starts the tuner id of a rejoin; each trial run's `sweeplab.worker`
     tag is `<tuner id>@<host>:<process id>`. `tls`: an `oracle_access.Tls`, or None (in clear).
+    Says which tuner id it asks as, and how many trials each tuner id trained when it stops.
     """
     from sweeplab.search.tensorflow_import import import_tensorflow_quietly
+
+    print(f"[sweeplab] this {'agent' if name == 'agent' else 'worker'} asks for trials as {tuner_id}", flush=True)
 
     import_tensorflow_quietly()  # before Keras (and so TensorFlow) is imported below
     from sweeplab.search import tuning
@@ -47,16 +52,38 @@ def train_trials(cfg, search_run_id: str, oracle_address: str, token: str, tuner
     search_run = SearchRun.attach(client, experiment_id, search_run_id)
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
     while True:
-        outcome = _train_as(tuner_id, cfg, search_run, hypermodel, dataset, oracle_address, token, tls)
+        trained = Counter()  # {trial status: how many of its trials ended so}
+        outcome = _train_as(tuner_id, cfg, search_run, hypermodel, dataset, oracle_address, token, tls, trained)
+        print(stopped(tuner_id, trained, outcome), flush=True)
         if outcome is not _REJOIN:
             return outcome
         tuner_id = new_tuner_id(name)
         print(f"[sweeplab] rejoining the search as {tuner_id}", file=sys.stderr, flush=True)
 
 
-def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_address: str, token: str, tls):
+def stopped(tuner_id: str, trained: Counter, outcome) -> str:
+    """The line a tuner id ends with: how many trials it trained (their end reported to the oracle)."""
+    count = sum(trained.values())
+    line = f"[sweeplab] {tuner_id} stops: trained {count} trial{'' if count == 1 else 's'}"
+    if count and count != trained["COMPLETED"]:
+        line += f" ({trained['COMPLETED']} completed, {count - trained['COMPLETED']} failed)"
+    return f"{line}; {_WHY_STOPPED.get(outcome, 'its lease expired, it rejoins')}"
+
+
+def _count_trials(tuner, trained: Counter) -> None:
+    """Counts in `trained` each trial whose end `tuner` reports to the oracle, packed or not."""
+    report = tuner.on_trial_end
+
+    def counted(trial):
+        report(trial)
+        trained[trial.status] += 1
+
+    tuner.on_trial_end = counted
+
+
+def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_address: str, token: str, tls, trained):
     """Trials as `tuner_id` until the oracle says stop (0), Ctrl-C (130), the chief is gone
-    (the process exits) or its lease expired (_REJOIN)."""
+    (the process exits) or its lease expired (_REJOIN); `trained` counts the trials it trains."""
     import grpc
 
     from sweeplab.search import oracle_access, tuning
@@ -79,7 +106,8 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
             flush=True,
         )
         return EXIT_ORACLE_LOST
-    lost = _watch_lease(tuner, tag, tuner_id, cfg, oracle_address, token, tls)
+    _count_trials(tuner, trained)
+    lost = _watch_lease(tuner, tag, tuner_id, cfg, oracle_address, token, tls, trained)
     try:
         tuning.search(tuner, cfg, dataset)
     except KeyboardInterrupt:
@@ -97,7 +125,7 @@ def _train_as(tuner_id: str, cfg, search_run, hypermodel, dataset, oracle_addres
     return 0
 
 
-def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token: str, tls):
+def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token: str, tls, trained: Counter):
     """Starts `tuner_id`'s heartbeat; returns what to do when the chief is gone or refused us."""
     from sweeplab.search import oracle_access
     from sweeplab.tracking import writer
@@ -111,6 +139,7 @@ def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token
         )
         tuner.abandon_trial(reason)
         writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
+        print(stopped(tuner_id, trained, EXIT_ORACLE_LOST), flush=True)
         os._exit(EXIT_ORACLE_LOST)
 
     def expired() -> None:
@@ -161,6 +190,7 @@ def main(config_file: str) -> int:
 
     from sweeplab.config.schema import ORACLE_CERT_ENV
     from sweeplab.config.validation import validate
+    from sweeplab.search import job_lines
     from sweeplab.search.oracle_access import ENV_TOKEN, Tls
     from sweeplab.search.tensorflow_import import import_tensorflow_quietly
 
@@ -173,7 +203,10 @@ def main(config_file: str) -> int:
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     cert = os.environ.get(ORACLE_CERT_ENV)
     tls = Tls(Path(cert).read_bytes(), os.environ.get(ENV_ORACLE_NAME)) if cert else None
-    return train_trials(cfg, os.environ[ENV_PARENT], address, os.environ[ENV_TOKEN], tuner_id, name=tuner_id, tls=tls)
+    with job_lines.from_environment():  # a multirun's job started this search: its lines carry its name
+        return train_trials(
+            cfg, os.environ[ENV_PARENT], address, os.environ[ENV_TOKEN], tuner_id, name=tuner_id, tls=tls
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from sweeplab.tracking.store import add_tracking_uri_argument, display_uri, reso
 # Where `sweeplab ui` (and `make ui`) serves a local store by default.
 HOST, PORT = "127.0.0.1", 5000
 LOCAL_UI = f"http://{HOST}:{PORT}"
+UI_PROBE_S = 0.5  # how long the end of a sweep waits to learn whether a UI answers
 
 
 def is_server(uri: str) -> bool:
@@ -44,18 +45,36 @@ def _without_credentials(uri: str) -> str:
 
 
 def start_command(uri: str, default_uri: str | None = None) -> str:
-    """What to type to serve a local store: `make ui` opens the default one, else $MLFLOW_TRACKING_URI."""
+    """What to type to serve a local store: `sweeplab ui` (or `make ui`) opens the default one;
+    another is named."""
     if display_uri(uri) == display_uri(default_uri or resolve_uri(None)):
-        return "make ui"
-    return f"MLFLOW_TRACKING_URI='{display_uri(uri)}' make ui"
+        return "sweeplab ui (or make ui)"
+    shown = display_uri(uri)
+    return f"sweeplab ui --tracking-uri '{shown}' (or MLFLOW_TRACKING_URI='{shown}' make ui)"
 
 
-def browse_hint(uri: str, experiment_id: str, default_uri: str | None = None) -> str:
-    """The lines that end a sweep: where its runs are, and how to start the UI if it needs starting."""
-    hint = f"\nBrowse the runs: {runs_address(uri, experiment_id)}"
-    if not is_server(uri):
-        hint += f"\n  (start the UI first: {start_command(uri, default_uri)})"
-    return hint
+def browse_hint(uri: str, experiment_id: str, default_uri: str | None = None, local_ui: str = LOCAL_UI) -> str:
+    """The lines that end a sweep: the address of its runs, to open at once when a UI answers there
+    (a tracking server, which the sweep just used, or a UI already started at `local_ui`), else with
+    the command that starts one."""
+    address = runs_address(uri, experiment_id, local_ui)
+    if is_server(uri) or answers(local_ui):
+        return f"\nBrowse the runs: open {address}"
+    return f"\nBrowse the runs: {address}\n  start the UI first: {start_command(uri, default_uri)}"
+
+
+def answers(base: str, timeout_s: float = UI_PROBE_S) -> bool:
+    """Whether an MLflow UI answers at `base` (its /health says OK) within `timeout_s`: a short look,
+    never through a proxy, that cannot hold up the end of a sweep."""
+    import http.client
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{base.rstrip('/')}/health", timeout=timeout_s) as response:
+            return response.status == 200 and response.read(16).strip() == b"OK"
+    except (OSError, ValueError, http.client.HTTPException):  # refused, timed out, not HTTP, a bad address
+        return False
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.tracking.ui") -> int:
