@@ -74,12 +74,14 @@ def test_a_pack_of_eight_shows_one_table_a_line_per_epoch_and_per_trial(tmp_path
     assert scores[searches[-1].group(4)] == best and scores[epochs[-1].group(2)] == best
 
 
-def test_an_unpacked_trial_keeps_keras_lines_and_gets_the_same_table_and_result(tmp_path, make_config, capsys):
+def test_an_unpacked_trial_shows_its_epochs_table_and_result_as_a_pack_does(tmp_path, make_config, capsys):
     result, trial_ids, scores, lines = search_output(tmp_path, make_config, capsys, "tuner.pack=1", "trainer.verbose=2")
     assert result.finished == 2
     # Keras Tuner's search sets its display's verbosity to fit's: it must stay silent all the same.
     assert not [line for line in lines if any(banner in line for banner in KERAS_TUNER_DISPLAY)]
-    assert len([line for line in lines if line.startswith("Epoch ")]) == 4  # Keras' own, 2 trials x 2 epochs
+    assert not [line for line in lines if line.startswith("Epoch ")]  # not Keras' own lines
+    epochs = matching(lines, r"\[sweeplab\] trial (\S+) epoch (\d)/2: best val_accuracy \S+, \S+ s/epoch$")
+    assert [m.groups() for m in epochs] == [("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
     assert [m.group(1) for m in matching(lines, r"\[sweeplab\] trial (\S+): up to 2 epochs$")] == ["0", "1"]
     assert len([line for line in lines if line.startswith("  trial  ")]) == 2
     results = matching(lines, r"\[sweeplab\] trial (\S+): val_accuracy \S+ at epoch \d; 2/2 epochs trained$")
@@ -96,6 +98,19 @@ def test_verbose_0_shows_no_table_and_no_epoch(tmp_path, make_config, capsys):
     results = matching(lines, r"\[sweeplab\] trial (\S+): val_accuracy ")
     assert sorted(m.group(1) for m in results) == sorted(trial_ids.values())
     assert matching(lines, r"\[sweeplab\] search: 2/2 trials finished, 0 failed")
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_verbose_1_off_a_terminal_shows_tables_and_results_but_no_epochs(tmp_path, make_config, capsys, pack):
+    """Bars where a terminal draws them, none in a log: a few lines per pack or trial."""
+    result, trial_ids, scores, lines = search_output(
+        tmp_path, make_config, capsys, f"tuner.pack={pack}", "trainer.verbose=1"
+    )
+    assert result.finished == 2
+    assert not [line for line in lines if re.search(r"\bepoch \d+/|^Epoch |━", line)]
+    assert len([line for line in lines if line.startswith("  trial  ")]) == 3 - pack  # a table per pack or trial
+    results = matching(lines, r"\[sweeplab\] trial (\S+): val_accuracy ")
+    assert sorted(m.group(1) for m in results) == sorted(trial_ids.values())
 
 
 def test_a_table_wider_than_the_width_cuts_its_headers_then_leaves_columns_out():
@@ -119,7 +134,8 @@ def test_a_plain_search_line_per_trial_or_per_pack_with_the_time_left(capsys):
     shown.finish(complete=True)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith("[sweeplab] search: 2/4 trials finished, 0 failed, best val_loss 0.4 (trial 1), 0:00")
+    first = r"\[sweeplab\] search: 2/4 trials finished, 0 failed, best val_loss 0\.4 \(trial 1\), \d+:\d\d"
+    assert re.match(first, lines[0]), lines[0]
     assert lines[0].endswith("left")
     assert lines[1].startswith("[sweeplab] search: 4/4 trials finished, 1 failed, best val_loss 0.4 (trial 1)")
     assert "left" not in lines[1]

@@ -131,3 +131,16 @@ def test_the_best_trial_is_reported(searched):
     best = max(children, key=lambda c: c.data.metrics["final_val_accuracy"])
     assert result.best_run_id == best.info.run_id
     assert result.best_score == pytest.approx(best.data.metrics["final_val_accuracy"])
+
+
+def test_a_leaderboard_narrower_than_its_hyperparameters_leaves_some_out_to_fit(searched):
+    from sweeplab.report.leaderboard import leaderboard
+
+    result, _, client = searched
+    runs = _children(client, result)
+    full = leaderboard(runs, "val_accuracy").splitlines()
+    limit = max(map(len, full)) - 20
+    narrow = leaderboard(runs, "val_accuracy", width=limit).splitlines()
+    assert max(map(len, narrow[1:-1])) <= limit < max(map(len, full))
+    assert "test_accuracy" in narrow[1] and "hyperparameters left out to fit" in narrow[-1]
+    assert leaderboard(runs, "val_accuracy", width=1000).splitlines() == full

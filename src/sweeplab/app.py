@@ -199,7 +199,7 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
     if packs:
         client.log_text(parent_id, packs, "packs.txt")
     print()
-    print(leaderboard(runs, objective, cfg.leaderboard_rows))
+    print(leaderboard(runs, objective, cfg.leaderboard_rows, width=screen_width()))
     if cfg.compare_by:
         log_comparison(client, parent_id, runs, cfg.compare_by, project)
     if failures:
@@ -279,7 +279,7 @@ def finish_experiment(cfg: AppConfig) -> None:
         maximize = cfg.tuner.direction.value == "max"
         runs = rank(trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
         print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
-        print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows))
+        print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows, width=screen_width()))
         if cfg.ensemble.enabled:
             build_ensemble_of(cfg, client, experiment_id, whole_experiment=True)
         print(browse_hint(uri, experiment_id))
@@ -290,6 +290,13 @@ def finish_experiment(cfg: AppConfig) -> None:
         sys.stdout.flush()
         traceback.print_exc()
         raise SystemExit(f"sweeplab: the multirun's searches finished, but its end failed: {describe(err)}") from err
+
+
+def screen_width() -> int:
+    """The width a printed line may take: the terminal's (less a multirun job's prefix), else 200."""
+    from sweeplab.search import progress
+
+    return progress.width()
 
 
 def browse_hint(uri: str, experiment_id: str) -> str:

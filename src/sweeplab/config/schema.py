@@ -136,8 +136,9 @@ class TrainerConfig:
     learning_rate: float = 1e-3
     # null: chosen from the task (sparse categorical cross-entropy for classes).
     loss: str | None = None
-    # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
-    verbose: int = 2
+    # How a pack's or trial's epochs show: 0 not at all, 1 a progress bar on a terminal (none in a
+    # log), 2 one line per epoch. Its table and result lines show unless 0.
+    verbose: int = 1
     # Batches run per call into the compiled training graph (fewer Python round trips per
     # epoch; the updates are the same as with 1).
     steps_per_execution: int = 32

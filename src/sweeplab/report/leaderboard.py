@@ -8,9 +8,10 @@ from sweeplab.tracking.metric_names import final_metric_names, metric_of, rankin
 from sweeplab.tracking.tags import FAMILY, PARENT, ROLE
 
 
-def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
+def leaderboard(runs: list, objective: str, rows: int = 10, width: int | None = None) -> str:
     """A text table: rank, run name, family, hyperparameters, the objective's metric when it is not
-    a final one (an objective on the training split: what Keras Tuner scored), val and test metrics."""
+    a final one (an objective on the training split: what Keras Tuner scored), val and test metrics.
+    With `width`, hyperparameter columns are left out from the right until every line fits."""
     if not runs:
         return "No finished trials."
     metric_columns = final_metric_names(m for r in runs for m in r.data.metrics)
@@ -18,9 +19,20 @@ def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
         metric_columns.insert(0, ranking_metric(objective))
     # Keras Tuner's own bookkeeping (tuner/epochs, tuner/bracket...) is not a hyperparameter.
     param_names = sorted({p for r in runs[:rows] for p in r.data.params if not p.startswith("tuner/")})
+    title = f"Leaderboard (by {objective}; {min(rows, len(runs))} of {len(runs)} finished trials)"
+    for kept in range(len(param_names), -1, -1):
+        lines = _table(runs[:rows], param_names[:kept], metric_columns)
+        if width is None or kept == 0 or max(map(len, lines)) <= width:
+            break
+    if kept < len(param_names):
+        lines.append(f"(+{len(param_names) - kept} hyperparameters left out to fit: each trial's run has them all)")
+    return "\n".join([title, *lines])
+
+
+def _table(runs: list, param_names: list[str], metric_columns: list[str]) -> list[str]:
     header = ["#", "run", "family", *param_names, *map(shown, metric_columns)]
     table = []
-    for i, run in enumerate(runs[:rows], start=1):
+    for i, run in enumerate(runs, start=1):
         table.append(
             [
                 str(i),
@@ -33,8 +45,7 @@ def leaderboard(runs: list, objective: str, rows: int = 10) -> str:
     widths = [max(len(str(row[i])) for row in [header, *table]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *table]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    title = f"Leaderboard (by {objective}; {min(rows, len(runs))} of {len(runs)} finished trials)"
-    return "\n".join([title, *lines])
+    return lines
 
 
 def _short(value: str) -> str:

@@ -23,7 +23,7 @@ class PrefixedLines:
     def __init__(self, stream, prefix: str):
         self.stream, self.prefix = stream, prefix
         self._at_line_start = True
-        self._lock = threading.Lock()  # the writer thread and gRPC threads print too
+        self._lock = threading.RLock()  # the writer thread and gRPC threads print too; a signal handler may
 
     def write(self, text: str) -> int:
         with self._lock:
@@ -66,8 +66,8 @@ class PrefixedLines:
 def prefixed(prefix: str | None):
     """While the block runs, every line this process prints (and its local workers') starts with
     `prefix`; nothing changes when it is empty or None."""
-    if not prefix:
-        yield
+    if not prefix or isinstance(sys.stdout, PrefixedLines) or threading.current_thread() is not threading.main_thread():
+        yield  # already a job's (or a job run as a thread, whose streams are the process's)
         return
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = PrefixedLines(out, prefix), PrefixedLines(err, prefix)

@@ -9,6 +9,7 @@ terminal, or than PLAIN_WIDTH characters off a terminal. Keras Tuner's own displ
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -22,6 +23,19 @@ MIN_CELL = 5  # a header is cut no shorter than this to make room
 CUT = "~"
 
 
+def best_effort(show):
+    """A display call: a failure to print (a closed pipe, a terminal gone) never fails a trial or a search."""
+
+    @functools.wraps(show)
+    def shown(*args, **kwargs):
+        try:
+            return show(*args, **kwargs)
+        except Exception:
+            return None
+
+    return shown
+
+
 def on_terminal() -> bool:
     isatty = getattr(sys.stdout, "isatty", None)
     return bool(isatty and isatty())
@@ -31,7 +45,10 @@ def width() -> int:
     """The widest line: the terminal's, else PLAIN_WIDTH; less a multirun job's prefix of its lines."""
     from sweeplab.search.job_lines import ENV_PREFIX
 
-    room = shutil.get_terminal_size().columns if on_terminal() else PLAIN_WIDTH
+    # A multirun job's wrapped stdout says it is no terminal (no live bars), yet its lines land on one.
+    real = sys.__stdout__
+    on_screen = on_terminal() or bool(real is not None and real.isatty())
+    room = shutil.get_terminal_size().columns if on_screen else PLAIN_WIDTH
     return room - len(os.environ.get(ENV_PREFIX, ""))
 
 
@@ -39,6 +56,7 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - len(CUT))] + CUT
 
 
+@best_effort
 def say(text: str, prefixed: bool = True) -> None:
     """One line, cut to the width."""
     print(cut(f"{PREFIX} {text}" if prefixed else text, width()), flush=True)
@@ -77,6 +95,7 @@ def trial_table(trials: list[tuple[str, dict]], limit: int) -> list[str]:
     return lines
 
 
+@best_effort
 def show_trials(title: str, trials: list[tuple[str, dict]]) -> None:
     """Before a pack (or an unpacked trial) trains: its trials' hyperparameters."""
     say(title)
@@ -84,6 +103,7 @@ def show_trials(title: str, trials: list[tuple[str, dict]]) -> None:
         print(line, flush=True)
 
 
+@best_effort
 def trial_result(trial_id: str, objective: str, score: float | None, best_epoch: int | None, trained: int, budget: int):
     """A trial's result, in one line."""
     at = f" at epoch {best_epoch}" if best_epoch is not None else ""
@@ -104,6 +124,7 @@ class SearchProgress:
         self._bar = self._task = None
         self._holding = self._unsaid = False
 
+    @best_effort
     def start(self) -> None:
         if not self.live:
             return
@@ -126,6 +147,7 @@ class SearchProgress:
         self._task = self._bar.add_task(self.label, total=self.total, completed=self.ended, status=self.status())
         self._bar.start()
 
+    @best_effort
     def finish(self, complete: bool = False) -> None:
         """The display ends; `complete`: the search is done, though it may have had fewer trials than planned."""
         if complete and self.total is not None and self.ended < self.total:
@@ -145,6 +167,7 @@ class SearchProgress:
         if self.best is None or (score > self.best[0] if self.maximize else score < self.best[0]):
             self.best = (score, trial_id)
 
+    @best_effort
     def trial_ended(self, trial_id: str, score: float | None) -> None:
         """A trial ended: its score, or None if it failed."""
         self.ended += 1
@@ -169,18 +192,6 @@ class SearchProgress:
             if self._bar is None and self._unsaid:
                 self._say()
 
-    @contextlib.contextmanager
-    def paused(self):
-        """Keras' own progress bar owns the terminal (an unpacked trial, trainer.verbose=1)."""
-        if self._bar is None:
-            yield
-            return
-        self._bar.stop()
-        try:
-            yield
-        finally:
-            self._bar.start()
-
     def status(self, elapsed: bool = False) -> str:
         """Trials finished (of how many), failed, the best so far, [elapsed,] the time left."""
         if self.total is not None:
@@ -201,6 +212,7 @@ class SearchProgress:
             return None
         return (time.monotonic() - self.started) / ended_here * (self.total - self.ended)
 
+    @best_effort
     def _update(self) -> None:
         if self._bar is not None:
             self._bar.update(self._task, total=self.total, completed=self.ended, status=self.status(), refresh=True)
@@ -222,25 +234,32 @@ class SearchProgress:
 
 
 class PackEpochs:
-    """A pack's epochs: a bar under the search's on a terminal (trainer.verbose=1), one line per
-    epoch (trainer.verbose=2, or 1 off a terminal), nothing (0)."""
+    """A pack's (or a trial's) epochs: a bar under the search's on a terminal (trainer.verbose=1;
+    nothing where no bar can be drawn), one line per epoch (trainer.verbose=2), nothing (0)."""
 
     def __init__(self, search: SearchProgress | None, label: str, epochs: int, verbose: int):
         self.label, self.epochs, self.verbose = label, epochs, verbose
         self.search = search
         self._task = search.add_bar(label, epochs) if search is not None and verbose == 1 else None
 
-    def epoch_ended(self, epoch: int, training: int, best: tuple[str, float, str] | None, seconds: float) -> None:
-        """Epoch `epoch` (from 1) trained `training` trials; `best`: (objective, value, trial id) so far."""
-        if self.verbose == 0:
+    @best_effort
+    def epoch_ended(
+        self, epoch: int, training: int | None, best: tuple[str, float, str] | None, seconds: float
+    ) -> None:
+        """Epoch `epoch` (from 1) trained `training` trials (None: one trial alone); `best`: (objective,
+        value, trial id) so far."""
+        if self.verbose == 0 or (self.verbose == 1 and self._task is None):
             return
-        best_text = f", best {best[0]} {number(best[1])} (trial {best[2]})" if best else ""
-        status = f"{training} training{best_text}, {seconds:.2f} s/epoch"
+        parts = [f"{training} training"] if training is not None else []
+        if best:
+            parts.append(f"best {best[0]} {number(best[1])}" + (f" (trial {best[2]})" if training is not None else ""))
+        status = ", ".join([*parts, f"{seconds:.2f} s/epoch"])
         if self._task is not None:
             self.search.update_bar(self._task, epoch, f"epoch {epoch}/{self.epochs}, {status}")
         else:
             say(f"{self.label} epoch {epoch}/{self.epochs}: {status}")
 
+    @best_effort
     def close(self) -> None:
         if self._task is not None:
             self.search.remove_bar(self._task)

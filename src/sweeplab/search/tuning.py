@@ -9,7 +9,6 @@ logged with the curves and the model summary.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
@@ -97,8 +96,7 @@ class TrackedTrials:
         self.training_runs.append(self._trial_run)
         self._best = None
         try:
-            with self.keras_output():
-                histories = super().run_trial(trial, *args, **kwargs)
+            histories = super().run_trial(trial, *args, **kwargs)
             self._check_finite(histories)
             self._restore_best(trial)
             objective = self.oracle.objective
@@ -145,12 +143,6 @@ class TrackedTrials:
             title = f"trial {trial.trial_id}: up to {self.epoch_budget(values)} epochs"
             progress.show_trials(title, [(trial.trial_id, values)])
 
-    def keras_output(self):
-        """Keras' own progress bar (trainer.verbose=1) takes the terminal from the search's while a trial trains."""
-        if self.progress is None or self.hypermodel.cfg.trainer.verbose != 1:
-            return contextlib.nullcontext()
-        return self.progress.paused()
-
     def epoch_budget(self, values: dict) -> int:
         """The epochs a trial may train here (Hyperband: from its `tuner/initial_epoch` to `tuner/epochs`)."""
         return int(values.get("tuner/epochs", self.hypermodel.cfg.trainer.epochs)) - int(
@@ -194,7 +186,13 @@ class TrackedTrials:
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
         # Added here, after Keras Tuner deep-copies the search's callbacks.
-        kwargs["callbacks"] = [StopWhenLeaseLost(self), *kwargs.get("callbacks", []), self._trial_run.epochs.callback()]
+        kwargs["callbacks"] = [
+            StopWhenLeaseLost(self),
+            *kwargs.get("callbacks", []),
+            self._trial_run.epochs.callback(),
+            TrialEpochs(self, trial),
+        ]
+        kwargs["verbose"] = 0  # its epochs show as a pack's do (TrialEpochs), not as Keras' bar or lines
         if self.hypermodel.cfg.trainer.best_weights == "memory":
             kwargs["callbacks"] = [self._in_memory(c) for c in kwargs["callbacks"]]
         return super()._build_and_fit_model(trial, *args, **kwargs)
@@ -371,6 +369,34 @@ class StopWhenLeaseLost(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.tuner.lease_lost:
             raise LeaseLostError(self.tuner.lease_lost)
+
+
+class TrialEpochs(keras.callbacks.Callback):
+    """A trial trained alone shows its epochs as a pack's do (`progress.PackEpochs`, by trainer.verbose)."""
+
+    def __init__(self, tuner, trial):
+        super().__init__()
+        self.objective = tuner.oracle.objective
+        self.trial_id = trial.trial_id
+        epochs = int(trial.hyperparameters.values.get("tuner/epochs", tuner.hypermodel.cfg.trainer.epochs))
+        self.shown = progress.PackEpochs(
+            tuner.progress, f"trial {trial.trial_id}", epochs, tuner.hypermodel.cfg.trainer.verbose
+        )
+        self.best: float | None = None
+        self._began = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._began = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.objective.name)
+        if value is not None and (self.best is None or self.objective.better_than(value, self.best)):
+            self.best = float(value)
+        best = (self.objective.name, self.best, self.trial_id) if self.best is not None else None
+        self.shown.epoch_ended(epoch + 1, None, best, time.monotonic() - self._began)
+
+    def on_train_end(self, logs=None):
+        self.shown.close()
 
 
 class BestEpochInMemory(SaveBestEpoch):

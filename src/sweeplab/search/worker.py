@@ -139,6 +139,8 @@ def _watch_lease(tuner, tag: str, tuner_id: str, cfg, oracle_address: str, token
         )
         tuner.abandon_trial(reason)
         writer.wait_for_writes(timeout_s=10)  # finished trials' records, if the store answers
+        if tuner.progress is not None:
+            tuner.progress.finish()  # a live bar gives the terminal back before the process ends
         print(stopped(tuner_id, trained, EXIT_ORACLE_LOST), flush=True)
         os._exit(EXIT_ORACLE_LOST)
 

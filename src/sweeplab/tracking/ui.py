@@ -67,12 +67,19 @@ def answers(base: str, timeout_s: float = UI_PROBE_S) -> bool:
     """Whether an MLflow UI answers at `base` (its /health says OK) within `timeout_s`: a short look,
     never through a proxy, that cannot hold up the end of a sweep."""
     import http.client
-    import urllib.request
+    from urllib.parse import urlsplit
 
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    # One request to that address, no redirect followed (it could lead anywhere, and hold up the end).
     try:
-        with opener.open(f"{base.rstrip('/')}/health", timeout=timeout_s) as response:
+        address = urlsplit(base)
+        kind = http.client.HTTPSConnection if address.scheme == "https" else http.client.HTTPConnection
+        connection = kind(address.hostname, address.port, timeout=timeout_s)
+        try:
+            connection.request("GET", f"{address.path.rstrip('/')}/health")
+            response = connection.getresponse()
             return response.status == 200 and response.read(16).strip() == b"OK"
+        finally:
+            connection.close()
     except (OSError, ValueError, http.client.HTTPException):  # refused, timed out, not HTTP, a bad address
         return False
 
