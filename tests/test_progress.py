@@ -221,3 +221,34 @@ def test_on_a_terminal_the_bars_fit_its_width(monkeypatch):
     last = [line for line in lines if line.strip()][-1]
     assert re.match(r"search ━+ +0:00:\d\d 8/8 trials fin", last), last
     assert max(len(line.rstrip()) for line in lines) <= 60, max(lines, key=len)
+
+
+def test_a_search_on_an_80_column_terminal_prints_no_wider_line(tmp_path):
+    """A real search (a pack, its ensemble, the browse hint) in a pseudo-terminal of 80 columns: every
+    line drawn fits, but for one word too long to break (an address)."""
+    import subprocess
+
+    from processes import env
+
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+    reader = drained(leader, chunks)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [*TINY, "tuner.max_trials=4", "tuner.pack=4", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"]
+    search = subprocess.run(
+        [sys.executable, "-m", "sweeplab", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**env(), "COLUMNS": "80"},
+        timeout=600,
+    )
+    os.close(follower)
+    reader.join(10)
+    os.close(leader)
+    visible = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    lines = [part.rstrip() for line in visible.splitlines() for part in line.split("\r")]
+    assert search.returncode == 0, visible[-3000:]
+    assert any(line.startswith("Ensemble (MLflow run") for line in lines) and "Browse the runs:" in visible
+    wide = [line for line in lines if len(line) > 80 and len(line.split()) > 1]
+    assert not wide, wide

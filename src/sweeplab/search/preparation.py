@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sweeplab.config.identity import search_key
 from sweeplab.config.schema import AppConfig
+from sweeplab.search import progress
 
 
 def prepare(cfg: AppConfig, quiet: bool = False):
@@ -24,7 +25,7 @@ def prepare(cfg: AppConfig, quiet: bool = False):
     check_objective(cfg, reported_metrics(heads))
     dataset = dataset.with_one_hot([h.name for h in heads if h.one_hot])
     if not quiet:
-        print(f"[sweeplab] data {dataset.summary()}", flush=True)
+        print(progress.fit(f"[sweeplab] data {dataset.summary()}"), flush=True)
     return dataset, family
 
 

@@ -52,6 +52,21 @@ def width() -> int:
     return room - len(os.environ.get(ENV_PREFIX, ""))
 
 
+def fit(text: str) -> str:
+    """`text` with each line wider than `width()` broken between words, the rest indented under it;
+    a word wider than that (an address) is never broken."""
+    import textwrap
+
+    room, lines = width(), []
+    for line in text.split("\n"):
+        if len(line) <= room:
+            lines.append(line)
+            continue
+        indent = " " * min(len(line) - len(line.lstrip()) + 2, room // 4)
+        lines += textwrap.wrap(line, room, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines)
+
+
 def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - len(CUT))] + CUT
 
