@@ -33,6 +33,15 @@ TINY = [
     "trainer.epochs=2",
     "trainer.verbose=0",
 ]
+# One point of the mlp space: a search over what these leave open (e.g. the learning rate).
+FIXED_MLP = [
+    "model.space.layers=1",
+    "model.space.units=16",
+    "model.space.activation=relu",
+    "model.space.initializer=glorot_uniform",
+    "model.space.batch_norm=none",
+    "model.space.dropout=0.0",
+]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import FIXED_MLP, TINY
 from mlflow import MlflowClient
 from processes import Process, env, until
 
@@ -109,12 +109,7 @@ def test_a_diverging_branch_fails_alone_and_the_others_go_on(tmp_path, make_conf
         "tuner.max_trials=2",
         "tuner.pack=2",
         "trainer.optimizer=sgd",
-        "model.space.layers=1",
-        "model.space.units=16",
-        "model.space.activation=relu",
-        "model.space.initializer=glorot_uniform",
-        "model.space.batch_norm=none",
-        "model.space.dropout=0.0",
+        *FIXED_MLP,
         "model.space.learning_rate={type: choice, values: [0.01, 1.0e9], default: 0.01}",
     )
     assert (result.finished, result.failed) == (1, 1)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import processes
 import pytest
+from conftest import FIXED_MLP
 
 from sweeplab.data.checks import check_arrays
 from sweeplab.errors import DataError, TrackingError
@@ -296,19 +297,11 @@ def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(t
 # ---------------------------------------------------------------- failing trials
 
 TINY_FAST = ["trainer.epochs=2", "trainer.verbose=0", "tracking.log_models=false", "ensemble=none"]
-FIXED = [
-    "model.space.layers=1",
-    "model.space.units=16",
-    "model.space.activation=relu",
-    "model.space.initializer=glorot_uniform",
-    "model.space.batch_norm=none",
-    "model.space.dropout=0.0",
-]
 
 
 def two_point_grid(store, make_config, *overrides):
     """A grid search of two tiny trials over the point `overrides` leaves open."""
-    return make_config([*store["overrides"], *TINY_FAST, *FIXED, "tuner=grid", "tuner.max_trials=2", *overrides])
+    return make_config([*store["overrides"], *TINY_FAST, *FIXED_MLP, "tuner=grid", "tuner.max_trials=2", *overrides])
 
 
 def test_diverging_trial_is_failed_with_reason_and_the_search_goes_on(store, make_config):
@@ -410,7 +403,7 @@ def test_failure_limit_after_a_finished_trial_stops_the_search_with_exit_2(tmp_p
             f"tracking.uri={uri}",
             f"state_dir={tmp_path / 'state'}",
             *TINY_FAST,
-            *FIXED,
+            *FIXED_MLP,
             "tuner=grid",
             "tuner.max_trials=3",
             "tuner.max_consecutive_failed_trials=1",
@@ -459,7 +452,7 @@ def test_a_worker_exiting_nonzero_stops_the_search_with_exit_2(tmp_path):
         f"tracking.uri={uri}",
         f"state_dir={tmp_path / 'state'}",
         *TINY_FAST,
-        *FIXED,
+        *FIXED_MLP,
         "tuner.max_trials=2",
         "tuner.workers=2",
     ]
@@ -503,7 +496,7 @@ def test_a_trial_whose_run_the_store_refuses_to_close_is_said_and_counted(store,
 
     deleter = threading.Thread(target=delete_a_trial_run_once_it_trains, daemon=True)
     deleter.start()
-    result = run(make_config([*store["overrides"], *FIXED, *SLOW_TRIALS]))  # one trial at a time, 15 epochs
+    result = run(make_config([*store["overrides"], *FIXED_MLP, *SLOW_TRIALS]))  # one trial at a time, 15 epochs
     deleter.join()
     # Whichever trial was training when the thread looked (the first may have finished already).
     ((run_id, trial_id),) = deleted
@@ -536,7 +529,7 @@ def test_a_trial_interrupted_as_it_reports_is_taken_from_its_record_on_resume(st
         [
             *store["overrides"],
             *TINY_FAST,
-            *FIXED,
+            *FIXED_MLP,
             "tuner=random",
             "tuner.max_trials=2",
             f"tuner.pack={pack}",
@@ -665,7 +658,7 @@ def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path):
 def test_overwrite_true_starts_a_fresh_search(store, make_config):
     from sweeplab.app import run
 
-    base = [*store["overrides"], *TINY_FAST, *FIXED, "tuner.max_trials=1"]
+    base = [*store["overrides"], *TINY_FAST, *FIXED_MLP, "tuner.max_trials=1"]
     first = run(make_config(base))
     again = run(make_config(base))
     assert again.parent_run_id == first.parent_run_id  # resumed: nothing new to do
@@ -707,7 +700,9 @@ def test_a_finished_trials_graphs_are_freed(store, make_config, monkeypatch):
 
     monkeypatch.setattr(tuning.TrackedTrials, "run_trial", observed)
     # One trial at a time, to see each trial's graphs (a pack's: bench/memory.py).
-    run(make_config([*store["overrides"], *TINY_FAST, *FIXED, "tuner=random", "tuner.max_trials=3", "tuner.pack=1"]))
+    run(
+        make_config([*store["overrides"], *TINY_FAST, *FIXED_MLP, "tuner=random", "tuner.max_trials=3", "tuner.pack=1"])
+    )
     assert len(traced_by_trial) == 3
     traced_count, first_trials_graphs = traced_by_trial[0]
     assert traced_count > 0

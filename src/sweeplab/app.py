@@ -14,6 +14,7 @@ from sweeplab.config.identity import search_key
 from sweeplab.config.schema import AppConfig
 from sweeplab.config.validation import validate
 from sweeplab.errors import AllTrialsFailedError, SearchStoppedError, WorkerFailedError
+from sweeplab.search import progress
 from sweeplab.search.preparation import prepare, tuner_location
 
 
@@ -63,7 +64,7 @@ def run_validated(cfg: AppConfig, overrides: list[str], build_ensemble: bool = T
     ensemble_run_id = None
     if cfg.ensemble.enabled and build_ensemble:
         ensemble_run_id = build_ensemble_of(cfg, client, experiment_id)
-    print(fitted(browse_hint(uri, experiment_id)), flush=True)
+    print(progress.fit(browse_hint(uri, experiment_id)), flush=True)
     best = summary.runs[0] if summary.runs else None
     return SearchResult(
         parent_run_id=search_run.run_id,
@@ -95,7 +96,7 @@ def start_search_run(cfg: AppConfig, client, experiment_id: str, overrides: list
     search_run = SearchRun(client, experiment_id, search_key(cfg.resolved), fresh=cfg.tuner.overwrite)
     if not search_run.resumed and not cfg.tuner.overwrite and (Path(directory) / project).exists():
         print(
-            fitted(
+            progress.fit(
                 f"[sweeplab] no run of search {project} in this MLflow store: its Keras Tuner state in "
                 f"{directory} belongs to another store; starting the search afresh"
             ),
@@ -110,7 +111,7 @@ def start_search_run(cfg: AppConfig, client, experiment_id: str, overrides: list
     if not search_run.resumed:
         log_dataset_inputs(client, parent_id, split_datasets(dataset))
     print(
-        fitted(
+        progress.fit(
             f"[sweeplab] {'resuming' if search_run.resumed else 'starting'} search {project} "
             f"(MLflow run {parent_id}, experiment {cfg.tracking.experiment!r})"
         ),
@@ -131,7 +132,7 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
     size, why_not = packing.pack_size(cfg, dataset), packing.why_not_packed(cfg, dataset)
     packs = f"{size} trials per pack" if size > 1 else f"one trial at a time ({why_not or 'tuner.pack=1'})"
     search_run.client.set_tag(search_run.run_id, PACKING, packs)
-    print(fitted(f"[sweeplab] training {packs}"), flush=True)
+    print(progress.fit(f"[sweeplab] training {packs}"), flush=True)
     hypermodel = tuning.SweepHyperModel(family, cfg, dataset)
     status = "FAILED"
     stopped = None
@@ -203,7 +204,7 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
     if packs:
         client.log_text(parent_id, packs, "packs.txt")
     print()
-    print(leaderboard(runs, objective, cfg.leaderboard_rows, width=screen_width()))
+    print(leaderboard(runs, objective, cfg.leaderboard_rows, width=progress.width()))
     if cfg.compare_by:
         log_comparison(client, parent_id, runs, cfg.compare_by, project)
     if failures:
@@ -232,7 +233,7 @@ def check_outcome(project: str, summary: Summary, stopped: str | None, uri: str,
     """Raise when no trial finished or Keras Tuner gave up early (after saying where to look)."""
     if summary.runs and not stopped:
         return
-    print(fitted(browse_hint(uri, experiment_id)), flush=True)
+    print(progress.fit(browse_hint(uri, experiment_id)), flush=True)
     reasons = "; ".join(f"trial {t}: {r}" for t, r in summary.failures) or ("none" if summary.runs else "no trial ran")
     if not summary.runs:
         raise AllTrialsFailedError(f"every trial of search {project} failed ({reasons})")
@@ -262,7 +263,7 @@ def build_ensemble_of(cfg: AppConfig, client, experiment_id: str, whole_experime
     if not outcomes:
         print("\n[sweeplab] no ensemble: no finished trial of this search is a candidate", flush=True)
     for outcome in outcomes:
-        print(f"\n{fitted(outcome.describe())}", flush=True)
+        print(f"\n{progress.fit(outcome.describe())}", flush=True)
     built = [o.run_id for o in outcomes if isinstance(o, EnsembleResult)]
     return built[0] if built else None
 
@@ -283,10 +284,10 @@ def finish_experiment(cfg: AppConfig) -> None:
         maximize = cfg.tuner.direction.value == "max"
         runs = rank(trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
         print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
-        print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows, width=screen_width()))
+        print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows, width=progress.width()))
         if cfg.ensemble.enabled:
             build_ensemble_of(cfg, client, experiment_id, whole_experiment=True)
-        print(fitted(browse_hint(uri, experiment_id)))
+        print(progress.fit(browse_hint(uri, experiment_id)))
         sys.stdout.flush()
     except SweeplabError:
         raise  # the callback's boundary prints it in one line and exits 2
@@ -294,20 +295,6 @@ def finish_experiment(cfg: AppConfig) -> None:
         sys.stdout.flush()
         traceback.print_exc()
         raise SystemExit(f"sweeplab: the multirun's searches finished, but its end failed: {describe(err)}") from err
-
-
-def screen_width() -> int:
-    """The width a printed line may take: the terminal's (less a multirun job's prefix), else 200."""
-    from sweeplab.search import progress
-
-    return progress.width()
-
-
-def fitted(text: str) -> str:
-    """`text` with its lines broken between words to fit `screen_width()`."""
-    from sweeplab.search import progress
-
-    return progress.fit(text)
 
 
 def browse_hint(uri: str, experiment_id: str) -> str:
