@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -84,3 +85,31 @@ def until(condition, timeout: float = 180, what: str = "", *alive: Process):
             pass
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def stop_outside_the_store(pid: int, db: Path, group: bool = True) -> None:
+    """SIGSTOP `pid` (its process group unless `group` is false) at a moment it holds no lock on the
+    SQLite store `db`: stopped mid-write it would hold every other process's writes off until resumed."""
+    send = os.killpg if group else os.kill
+    for _ in range(60):
+        send(pid, signal.SIGSTOP)
+        if _unlocked(db):
+            return
+        send(pid, signal.SIGCONT)
+        time.sleep(0.2)
+    pytest.fail(f"process {pid} held a lock on {db} each of 60 times it was stopped")
+
+
+def _unlocked(db: Path) -> bool:
+    """Whether no other connection holds a lock on `db` (one that does makes BEGIN EXCLUSIVE wait, then fail)."""
+    if not db.exists():
+        return True
+    connection = sqlite3.connect(db, timeout=2, isolation_level=None)
+    try:
+        connection.execute("BEGIN EXCLUSIVE")
+        connection.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import unavailable
 from mlflow import MlflowClient
-from processes import Process, until
+from processes import Process, stop_outside_the_store, until
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,12 @@ STALLED_TRIALS = (
 AGENT_TAG = r"agent-[0-9a-f]{6}@" + re.escape(socket.gethostname()) + r":(\d+)"
 
 
+def store_file(tmp_path: Path) -> Path:
+    return tmp_path / "mlruns" / "mlflow.db"
+
+
 def sqlite_uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    return f"sqlite:///{store_file(tmp_path)}"
 
 
 def start_chief(
@@ -127,16 +131,20 @@ def trained_by(finished: list) -> Counter:
     return Counter(run.data.tags["sweeplab.worker"] for run in finished)
 
 
-def start_two_agents_that_both_train(start, running, *alive: Process) -> list[Process]:
-    """Two agents (`start(name)` starts one; `running()`: the RUNNING trial runs), each certain to
-    train a trial however loaded the machine: the first waits, stopped, until the second trains
-    one; the second then waits, stopped, until the first does."""
+def start_two_agents_that_both_train(start, running, *alive: Process, db: Path | None = None) -> list[Process]:
+    """Two agents (`start(name)` starts one; `running()`: the RUNNING trial runs; `db`: the SQLite
+    store's file, if they write to one), each certain to train a trial however loaded the machine:
+    the first waits, stopped, until the second trains one; the second then waits, stopped, until
+    the first does."""
     first = start("agent0")
     os.killpg(first.proc.pid, signal.SIGSTOP)  # before it has even imported MLflow
     second = start("agent1")
     try:
         (held,) = until(running, 300, "the second agent's trial", second, *alive)
-        os.killpg(second.proc.pid, signal.SIGSTOP)
+        if db:
+            stop_outside_the_store(second.proc.pid, db)
+        else:  # a tracking server: the agent holds no lock the others wait for
+            os.killpg(second.proc.pid, signal.SIGSTOP)
         os.killpg(first.proc.pid, signal.SIGCONT)
         until(
             lambda: [r for r in running() if r.info.run_id != held.info.run_id],
@@ -157,7 +165,10 @@ def two_agents_train_a_search(tmp_path, processes, wrap=lambda command: command)
     chief = start_chief(tmp_path, processes, *SHARED_TRIALS)
     command = wrap(printed_agent_command(chief))
     agents = start_two_agents_that_both_train(
-        lambda name: start_agent(command, tmp_path, processes, name), lambda: trial_runs(tmp_path, "RUNNING"), chief
+        lambda name: start_agent(command, tmp_path, processes, name),
+        lambda: trial_runs(tmp_path, "RUNNING"),
+        chief,
+        db=store_file(tmp_path),
     )
     assert chief.wait() == 0, chief.output()[-3000:]
     for agent in agents:
@@ -222,7 +233,7 @@ def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_anoth
     command = printed_agent_command(chief)
     stalled = start_agent(command, tmp_path, processes, "stalled")
     (lost,) = until(lambda: trial_runs(tmp_path, "RUNNING"), 180, "the first agent's trial", stalled, chief)
-    os.killpg(stalled.proc.pid, signal.SIGSTOP)
+    stop_outside_the_store(stalled.proc.pid, store_file(tmp_path))
     try:
         until(
             lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id],
@@ -261,7 +272,7 @@ def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(t
     chief = start_chief(tmp_path, processes, *STALLED_TRIALS, *SHORT_LEASE, "tuner.max_trials=3", workers=2)
     (lost,) = until(lambda: trial_runs(tmp_path, "RUNNING")[:1], 180, "a worker's trial", chief)
     pid = int(lost.data.tags["sweeplab.worker"].rsplit(":", 1)[1])
-    os.kill(pid, signal.SIGSTOP)
+    stop_outside_the_store(pid, store_file(tmp_path), group=False)
     try:
         until(
             lambda: [r for r in trial_runs(tmp_path, "FAILED") if r.info.run_id == lost.info.run_id],

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from processes import Process, until
-from test_agents import printed_agent_command, sqlite_uri, start_agent, start_chief, trial_runs
+from processes import Process, stop_outside_the_store, until
+from test_agents import printed_agent_command, sqlite_uri, start_agent, start_chief, store_file, trial_runs
 from test_team_server import start_server
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def test_trials_finished_by_local_workers_of_a_stopped_chief_are_not_trained_aga
     uri = sqlite_uri(tmp_path)
     chief = start_chief(tmp_path, processes, *SEARCH, "tuner.pack=1", workers=2, uri=uri)
     until(lambda: training(uri), 300, "a trial half trained", chief)
-    os.kill(chief.proc.pid, signal.SIGSTOP)  # the chief alone, not its workers (its process group)
+    stop_outside_the_store(chief.proc.pid, store_file(tmp_path), group=False)  # not its workers (its group)
     try:
         workers = {int(r.data.tags["sweeplab.worker"].rsplit(":", 1)[1]) for r in trial_runs(None, "RUNNING", uri)}
         until(lambda: not any(_alive(pid) for pid in workers), 120, "the workers to give up on their chief")
