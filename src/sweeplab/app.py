@@ -171,16 +171,20 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
 
 def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, project: str, tuner) -> Summary:
     """Log the search's progress figure and totals; print its leaderboard and failed trials."""
+    from sweeplab.report import pareto
+    from sweeplab.report.importance import log_importance
     from sweeplab.report.leaderboard import leaderboard, log_comparison
     from sweeplab.search import tuning
     from sweeplab.tracking import metric_names, plots
     from sweeplab.tracking.batches import log_metrics
+    from sweeplab.tracking.model_cost import is_feasible
     from sweeplab.tracking.queries import rank, trial_runs
     from sweeplab.tracking.tags import FAILURE, TRIAL_ID
 
     objective, maximize = cfg.tuner.objective, cfg.tuner.direction.value == "max"
     finished = trial_runs(client, experiment_id, parent_id)
-    runs = rank(finished, objective, maximize)
+    # The best is a feasible trial's: one over a tuner.constraints bound known only once trained ranks last.
+    runs = sorted(rank(finished, objective, maximize), key=lambda r: not is_feasible(r))
     # Workers' failure messages do not travel back to the oracle; their runs' tags hold them.
     failure_tags = {
         r.data.tags.get(TRIAL_ID): r.data.tags.get(FAILURE, "")
@@ -205,8 +209,10 @@ def summarise(cfg: AppConfig, client, experiment_id: str, parent_id: str, projec
         client.log_text(parent_id, packs, "packs.txt")
     print()
     print(leaderboard(runs, objective, cfg.leaderboard_rows, width=progress.width()))
+    log_importance(client, parent_id, runs, objective, maximize, project, fit=progress.fit)
     if cfg.compare_by:
         log_comparison(client, parent_id, runs, cfg.compare_by, project)
+    pareto.report_search(cfg, client, experiment_id, parent_id, project)
     if failures:
         print(f"\n{len(failures)} trial(s) failed:")
         for trial_id, reason in failures:
@@ -275,6 +281,7 @@ def finish_experiment(cfg: AppConfig) -> None:
     import traceback
 
     from sweeplab.errors import SweeplabError, describe
+    from sweeplab.report import pareto
     from sweeplab.report.leaderboard import leaderboard
     from sweeplab.tracking.queries import rank, trial_runs
     from sweeplab.tracking.store import connect
@@ -285,6 +292,7 @@ def finish_experiment(cfg: AppConfig) -> None:
         runs = rank(trial_runs(client, experiment_id), cfg.tuner.objective, maximize)
         print(f"\n[sweeplab] experiment {cfg.tracking.experiment!r}, all searches")
         print(leaderboard(runs, cfg.tuner.objective, cfg.leaderboard_rows, width=progress.width()))
+        pareto.report_across(cfg, client, experiment_id)
         if cfg.ensemble.enabled:
             build_ensemble_of(cfg, client, experiment_id, whole_experiment=True)
         print(progress.fit(browse_hint(uri, experiment_id)))

@@ -21,6 +21,7 @@ IDENTITY = {
     "model": EVERY_KEY,
     "tuner": {
         "kind",
+        "constraints",
         "max_trials",
         "objective",
         "direction",
@@ -34,6 +35,7 @@ IDENTITY = {
         "alpha",
         "beta",
     },
+    "pruner": EVERY_KEY,
     # tf_data: its pipeline shuffles differently from fit's own shuffling.
     "trainer": {"epochs", "batch_size", "optimizer", "learning_rate", "loss", "tf_data", "early_stopping"},
 }
@@ -46,6 +48,7 @@ NOT_IDENTITY = {
     "state_dir": EVERY_KEY,
     "leaderboard_rows": EVERY_KEY,
     "compare_by": EVERY_KEY,
+    "pareto": EVERY_KEY,
     # pack: a trial trained in a pack ends as it would alone.
     "tuner": {"overwrite", "workers", "oracle", "pack"},
     "trainer": {"verbose", "steps_per_execution", "best_weights", "tensorboard"},

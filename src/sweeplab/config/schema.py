@@ -117,6 +117,35 @@ class TunerConfig:
     num_initial_points: int | None = only("bayesian", default=None)
     alpha: float = only("bayesian", default=1e-4)
     beta: float = only("bayesian", default=2.6)
+    # Bounds on what a trial's model costs (null: none), e.g. tuner.constraints.params.max=20000.
+    # A model outside a bound known once built (params: trainable parameters) is not trained:
+    # its run ends FINISHED, tagged sweeplab.infeasible; one known only once trained (latency_ms:
+    # median batch-1 inference) tags the trained trial, which leaderboards, ensembles and the
+    # registry's champion then leave out.
+    constraints: dict[str, Any] = field(
+        default_factory=lambda: {metric: {"min": None, "max": None} for metric in ("params", "latency_ms")}
+    )
+
+
+class PrunerKind(str, enum.Enum):
+    none = "none"
+    asha = "asha"
+    median = "median"
+
+
+@dataclass
+class PrunerConfig:
+    # Stops trials across the search whose intermediate results lag (the oracle answers STOPPED):
+    # none, asha (asynchronous successive halving) or median.
+    kind: PrunerKind = MISSING
+    # No trial is pruned before it has trained this many epochs (ASHA's first rung). Earlier, a
+    # trial's rank says little of where it ends (bench/pruning.py: 1 lost accuracy, 4 did not).
+    min_epochs: int = only("asha", "median", default=4)
+    # ASHA's rungs are at min_epochs * reduction_factor^k epochs; a trial reaching one goes on only
+    # if it is in the top 1/reduction_factor of the trials that reached it.
+    reduction_factor: int = only("asha", default=3)
+    # A trial is compared only once this many other trials have reached its rung (asha) or epoch (median).
+    warmup_trials: int = only("asha", "median", default=2)
 
 
 @dataclass
@@ -185,6 +214,13 @@ class EnsembleConfig:
     max_steps: int = 20
     # MLflow Model Registry name (a new version per build); null: not registered.
     registered_model: str | None = None
+    # A budget on the members (weight > 0) summed: trainable parameters and batch-1 latency in ms
+    # (the trials' `params` and `latency_ms`); the champion alias moves only to a version within
+    # it. null: no budget.
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    # Trials the pruner stopped (scored by a partly trained model) may be members too.
+    include_pruned: bool = False
 
 
 @dataclass
@@ -199,9 +235,13 @@ class RootConfig:
     # A trial hyperparameter (e.g. variant) to compare every trial by at the end: a table and
     # a figure, printed and logged to the search run. null: none.
     compare_by: str | None = None
+    # The trade-offs whose Pareto front the search run logs (pareto.csv, pareto.png; front trials
+    # tagged sweeplab.pareto=true): `<metric>:max|min` each, e.g. [val_accuracy:max, params:min].
+    # null: the tuner's objective and params:min.
+    pareto: list[str] | None = None
 
 
-GROUPS = ("data", "model", "tuner", "trainer", "tracking", "ensemble")
+GROUPS = ("data", "model", "tuner", "pruner", "trainer", "tracking", "ensemble")
 
 
 @dataclass
@@ -211,6 +251,7 @@ class AppConfig:
     data: DataConfig
     model: Any
     tuner: TunerConfig
+    pruner: PrunerConfig
     trainer: TrainerConfig
     tracking: TrackingConfig
     ensemble: EnsembleConfig

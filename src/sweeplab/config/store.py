@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from sweeplab.config.schema import (
     DataConfig,
     EnsembleConfig,
+    PrunerConfig,
     RootConfig,
     TrackingConfig,
     TrainerConfig,
@@ -39,6 +40,7 @@ from sweeplab.models import FAMILIES, get_family
 GROUP_SCHEMAS = {
     "data": DataConfig,
     "tuner": TunerConfig,
+    "pruner": PrunerConfig,
     "trainer": TrainerConfig,
     "tracking": TrackingConfig,
     "ensemble": EnsembleConfig,

@@ -25,6 +25,8 @@ from sweeplab.config.schema import (
     DataConfig,
     EnsembleConfig,
     OracleConfig,
+    PrunerConfig,
+    PrunerKind,
     RootConfig,
     TrackingConfig,
     TrainerConfig,
@@ -37,6 +39,7 @@ from sweeplab.models import get_family
 from sweeplab.net import is_loopback
 from sweeplab.space.hyperparameters import Space, parse_space
 from sweeplab.space.vocabulary import LOSSES, OPTIMIZERS
+from sweeplab.tracking.model_cost import COST_METRICS
 
 
 def validate(cfg: DictConfig | dict) -> AppConfig:
@@ -44,10 +47,13 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
     raw = _resolve(cfg)
     _check_groups(raw)
     root = typed(RootConfig, {k: v for k, v in raw.items() if k not in GROUPS}, prefix="")
+    _check_pareto(root.pareto)
     data = _data(raw["data"])
     model, space = _model(raw["model"])
     tuner = typed(TunerConfig, raw["tuner"], "tuner")
     _check_tuner(tuner, space)
+    _check_constraints(tuner.constraints)
+    pruner = _pruner(raw["pruner"], tuner)
     trainer = typed(TrainerConfig, raw["trainer"], "trainer")
     _check_trainer(trainer)
     tracking, ensemble = _tracking_and_ensemble(raw["tracking"], raw["ensemble"])
@@ -55,6 +61,7 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
         data=data,
         model=model,
         tuner=tuner,
+        pruner=pruner,
         trainer=trainer,
         tracking=tracking,
         ensemble=ensemble,
@@ -115,6 +122,10 @@ def _tracking_and_ensemble(raw_tracking: dict, raw_ensemble: dict) -> tuple[Trac
     ensemble = typed(EnsembleConfig, raw_ensemble, "ensemble")
     _positive("ensemble.top_k", ensemble.top_k)
     _positive("ensemble.max_steps", ensemble.max_steps)
+    for key in ("max_params", "max_latency_ms"):
+        budget = getattr(ensemble, key)
+        if budget is not None and not budget > 0:
+            raise ConfigError(f"ensemble.{key}", budget, "null (no budget) or a number > 0")
     if ensemble.enabled and not tracking.log_models:
         # Found now rather than after hours of training: members are logged models.
         raise ConfigError("tracking.log_models", False, "true while an ensemble is built (or ensemble=none)")
@@ -140,6 +151,66 @@ def _check_tuner(tuner: TunerConfig, space: Space) -> None:
         _positive("tuner.hyperband_iterations", tuner.hyperband_iterations)
     if tuner.kind == TunerKind.grid:
         space.require_grid_compatible("model.space")
+
+
+def _pruner(raw: dict, tuner: TunerConfig) -> PrunerConfig:
+    pruner = typed(PrunerConfig, raw, "pruner")
+    if pruner.kind == PrunerKind.none:
+        return pruner
+    if tuner.kind == TunerKind.hyperband:
+        # Hyperband stops trials itself, in brackets: a second pruner would fight it.
+        raise ConfigError("pruner", pruner.kind.value, "pruner=none with the hyperband tuner (its brackets prune)")
+    if tuner.executions_per_trial > 1:
+        # A pruner compares epochs; several executions of a trial would report each epoch several times.
+        raise ConfigError(
+            "tuner.executions_per_trial", tuner.executions_per_trial, f"1 with pruner={pruner.kind.value}"
+        )
+    _positive("pruner.min_epochs", pruner.min_epochs)
+    if pruner.warmup_trials < 0:
+        raise ConfigError("pruner.warmup_trials", pruner.warmup_trials, "an integer >= 0")
+    if pruner.kind == PrunerKind.asha and pruner.reduction_factor < 2:
+        raise ConfigError("pruner.reduction_factor", pruner.reduction_factor, "an integer >= 2")
+    return pruner
+
+
+# What tuner.constraints may bound: the trial metrics of what a model costs.
+CONSTRAINED = COST_METRICS
+BOUNDS = ("min", "max")
+
+
+def _check_constraints(constraints: dict) -> None:
+    """{metric: {min: number, max: number}}: known metrics, known bounds, numbers, min <= max."""
+    example = "e.g. tuner.constraints.params.max=20000"
+    for metric, bounds in constraints.items():
+        key = f"tuner.constraints.{metric}"
+        if metric not in CONSTRAINED:
+            raise ConfigError(key, bounds, f"a bound on one of {list(CONSTRAINED)} ({metric!r} is not one)")
+        if not isinstance(bounds, dict):
+            raise ConfigError(key, bounds, f"a mapping with min and/or max, {example}")
+        for bound, value in bounds.items():
+            if bound not in BOUNDS:
+                raise ConfigError(f"{key}.{bound}", value, f"one of the keys {list(BOUNDS)}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{key}.{bound}", value, "null (no bound) or a number")
+        if bounds.get("min") is not None and bounds.get("max") is not None and bounds["min"] > bounds["max"]:
+            raise ConfigError(f"{key}.min", bounds["min"], f"a number <= {key}.max ({bounds['max']})")
+
+
+def _check_pareto(pareto: list[str] | None) -> None:
+    """null, or two or more distinct `<metric>:max|min`."""
+    if pareto is None:
+        return
+    example = "e.g. [val_accuracy:max, params:min]"
+    metrics = []
+    for index, entry in enumerate(pareto):
+        metric, _, direction = str(entry).rpartition(":")
+        if not metric or direction not in ("max", "min"):
+            raise ConfigError(f"pareto.{index}", entry, f"<metric>:max or <metric>:min, {example}")
+        if metric in metrics:
+            raise ConfigError(f"pareto.{index}", entry, f"each metric once ({metric!r} is given twice)")
+        metrics.append(metric)
+    if len(metrics) < 2:
+        raise ConfigError("pareto", pareto, f"null (the objective and params) or two metrics or more, {example}")
 
 
 def _check_oracle(oracle: OracleConfig) -> None:

@@ -37,6 +37,8 @@ class Filters:
     families: list[str] = field(default_factory=list)
     search_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Trials the oracle pruned (scored by a partly trained model) are candidates only if asked for.
+    include_pruned: bool = False
 
     def describe(self) -> str:
         parts = [f"family in {self.families}"] if self.families else []
@@ -54,6 +56,8 @@ class Settings:
     top_k: int = 5
     method: str = "greedy"
     max_steps: int = 20
+    # {trial metric: the most its members (weight > 0) may sum to}: params, latency_ms.
+    budget: dict[str, float] = field(default_factory=dict)
 
     def params(self) -> dict:
         return {
@@ -62,6 +66,7 @@ class Settings:
             "method": self.method,
             "top_k": self.top_k,
             "max_steps": self.max_steps,
+            **{f"max_{metric}": limit for metric, limit in self.budget.items()},
         }
 
 
@@ -147,11 +152,15 @@ class Part:
     reason: str | None = None  # why it cannot make an ensemble
 
 
-def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, filters: Filters) -> list:
-    """Finished trial runs passing `filters`, best first by the objective measured on the validation
-    split (`final_val_*`), where the members' weights are chosen too: not by a training-split score."""
+def candidate_runs(
+    client, experiment_id: str, objective: str, maximize: bool, filters: Filters, budget: dict | None = None
+) -> list:
+    """Finished, feasible trial runs passing `filters` (and each within `budget` alone, having logged
+    what it bounds), best first by the objective measured on the validation split (`final_val_*`),
+    where the members' weights are chosen too: not by a training-split score."""
+    from sweeplab.tracking.model_cost import is_feasible
     from sweeplab.tracking.queries import rank, trial_runs
-    from sweeplab.tracking.tags import FAMILY
+    from sweeplab.tracking.tags import FAMILY, PRUNED
 
     runs = trial_runs(client, experiment_id, filters.search_run_id)
     runs = [
@@ -159,6 +168,9 @@ def candidate_runs(client, experiment_id: str, objective: str, maximize: bool, f
         for r in runs
         if (not filters.families or r.data.tags.get(FAMILY) in filters.families)
         and all(r.data.tags.get(k) == v for k, v in filters.tags.items())
+        and is_feasible(r)
+        and (filters.include_pruned or PRUNED not in r.data.tags)
+        and all(r.data.metrics.get(metric, float("inf")) <= limit for metric, limit in (budget or {}).items())
     ]
     return rank(runs, objective, maximize, on_validation=True)
 
@@ -174,12 +186,14 @@ def build(
     max_steps: int = 20,
     filters: Filters | None = None,
     registered_model: str | None = None,
+    budget: dict[str, float] | None = None,
 ) -> EnsembleResult:
     """Choose, log and (if named) register one ensemble; the candidates must be one data set and
     task (`build_groups` makes one per group). Nothing is logged on error."""
     from sweeplab.ensemble.groups import group_candidates
 
-    settings, filters = Settings(objective, maximize, top_k, method, max_steps), filters or Filters()
+    settings = Settings(objective, maximize, top_k, method, max_steps, budget or {})
+    filters = filters or Filters()
     _check_settings(settings)
     ranked = _ranked_candidates(client, experiment_id, settings, filters)
     groups = group_candidates(client, ranked)
@@ -258,11 +272,12 @@ def _check_settings(settings: Settings) -> None:
 
 def _ranked_candidates(client, experiment_id: str, settings: Settings, filters: Filters) -> list:
     """`candidate_runs`, refusing an experiment with none."""
-    ranked = candidate_runs(client, experiment_id, settings.objective, settings.maximize, filters)
+    ranked = candidate_runs(client, experiment_id, settings.objective, settings.maximize, filters, settings.budget)
     if not ranked:
         experiment = client.get_experiment(experiment_id).name
+        within = "".join(f", {m} <= {v:g}" for m, v in settings.budget.items())
         raise EnsembleError(
-            f"experiment {experiment!r} has no finished trials{filters.describe()} with a final "
+            f"experiment {experiment!r} has no finished trials{filters.describe()}{within} with a final "
             f"{settings.objective}; nothing to ensemble"
         )
     return ranked
@@ -351,7 +366,8 @@ def _build_part(client, experiment_id: str, part: Part, settings: Settings, regi
     from sweeplab.ensemble.encoding import comparable
 
     scores = comparable([m.saved for m in part.members])
-    chosen, metrics = _choose(scores, settings)
+    costs = [{k: m.run.data.metrics[k] for k in settings.budget} for m in part.members]
+    chosen, metrics = _choose(scores, settings, costs)
     members = [
         Member(m.run.info.run_id, m.run.info.run_name, _family(m.run), float(w), heads)
         for m, w, heads in zip(part.members, chosen.weights, scores.normalised)
@@ -398,9 +414,10 @@ def _family(run) -> str:
     return run.data.tags.get(FAMILY, "")
 
 
-def _choose(scores, settings: Settings) -> tuple:
-    """(the weights chosen on validation, the metrics to log by prefix): the ensemble's and the best
-    single member's on validation and on test; the test split is scored once, to report."""
+def _choose(scores, settings: Settings, costs: list[dict]) -> tuple:
+    """(the weights chosen on validation within the budget, the metrics to log by prefix): the
+    ensemble's and the best single member's on validation and on test; the test split is scored
+    once, to report."""
     from sweeplab.ensemble import selection
 
     chosen = selection.select(
@@ -410,6 +427,7 @@ def _choose(scores, settings: Settings) -> tuple:
         settings.maximize,
         settings.method,
         settings.max_steps,
+        selection.Budget(settings.budget, costs) if settings.budget else None,
     )
     test_outputs, test_targets = scores.outputs["test"], scores.targets["test"]
     alone = [float(i == chosen.best_member) for i in range(len(test_outputs))]
@@ -419,6 +437,9 @@ def _choose(scores, settings: Settings) -> tuple:
         "best_member_val": chosen.best_member_val_metrics,
         "best_member_test": selection.evaluate(selection.average(test_outputs, alone), test_targets),
     }
+    if settings.budget:  # what the members (weight > 0) cost together: `ensemble_params`, ...
+        used = [c for c, w in zip(costs, chosen.weights) if w > 0]
+        metrics["ensemble"] = {metric: float(sum(c[metric] for c in used)) for metric in settings.budget}
     return chosen, metrics
 
 
@@ -531,26 +552,37 @@ def _register(client, run_id: str, name: str, members: list, settings: Settings,
         name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id, description=description
     )
     label = f"{name} version {version.version}"
-    if _beats_champion(client, name, run, settings.objective, settings.maximize):
+    if _beats_champion(client, name, run, settings):
         client.set_registered_model_alias(name, CHAMPION, version.version)
         label += f" (alias {CHAMPION})"
     return label
 
 
-def _beats_champion(client, name: str, run, objective: str, maximize: bool) -> bool:
-    """True when no version holds the alias yet, or this run's validation score is better than its."""
+def _beats_champion(client, name: str, run, settings: Settings) -> bool:
+    """Whether this run takes the alias: within the budget (if any), and either no version holds the
+    alias yet, the one holding it is outside the budget, or this run's validation score is better."""
     from mlflow.exceptions import MlflowException
 
-    key = f"ensemble_val_{metric_names.metric_of(objective)}"
+    if not within_budget(run, settings.budget):
+        return False
+    key = f"ensemble_val_{metric_names.metric_of(settings.objective)}"
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return True
-    best = client.get_run(champion.run_id).data.metrics.get(key)
-    mine = run.data.metrics.get(key)
+    held = client.get_run(champion.run_id)
+    if not within_budget(held, settings.budget):
+        return True
+    best, mine = held.data.metrics.get(key), run.data.metrics.get(key)
     if best is None or mine is None:
         return mine is not None
-    return mine > best if maximize else mine < best
+    return mine > best if settings.maximize else mine < best
+
+
+def within_budget(ensemble_run, budget: dict[str, float]) -> bool:
+    """An ensemble run's members summed (`ensemble_<metric>`) keep within `budget` (unknown: they do not)."""
+    metrics = ensemble_run.data.metrics
+    return all(metrics.get(f"ensemble_{metric}", float("inf")) <= limit for metric, limit in budget.items())
 
 
 def settings_of(cfg) -> Settings:
@@ -561,11 +593,25 @@ def settings_of(cfg) -> Settings:
         top_k=cfg.ensemble.top_k,
         method=cfg.ensemble.method.value,
         max_steps=cfg.ensemble.max_steps,
+        budget=budget_of(cfg.ensemble.max_params, cfg.ensemble.max_latency_ms),
     )
+
+
+def budget_of(max_params: float | None, max_latency_ms: float | None) -> dict[str, float]:
+    """{trial metric: limit} of the budgets that are set."""
+    from sweeplab.tracking.model_cost import LATENCY_MS, PARAMS
+
+    limits = {PARAMS: max_params, LATENCY_MS: max_latency_ms}
+    return {metric: float(limit) for metric, limit in limits.items() if limit is not None}
 
 
 def build_groups_for_search(cfg, client, experiment_id: str, searches: set[str] | None = None) -> list:
     """What a search or multirun ends with: `build_groups` with its config's settings."""
     return build_groups(
-        client, experiment_id, settings_of(cfg), registered_model=cfg.ensemble.registered_model, searches=searches
+        client,
+        experiment_id,
+        settings_of(cfg),
+        filters=Filters(include_pruned=cfg.ensemble.include_pruned),
+        registered_model=cfg.ensemble.registered_model,
+        searches=searches,
     )

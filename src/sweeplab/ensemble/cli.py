@@ -23,6 +23,9 @@ def parser(prog: str = "python -m sweeplab.ensemble") -> argparse.ArgumentParser
     p.add_argument("--family", action="append", default=[], help="only trials of this family (repeatable)")
     p.add_argument("--search", metavar="RUN_ID", help="only trials of this search (parent) run")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="only trials with this tag")
+    p.add_argument("--include-pruned", action="store_true", help="trials the oracle pruned may be members too")
+    p.add_argument("--max-params", type=float, help="budget: the members' trainable parameters summed")
+    p.add_argument("--max-latency-ms", type=float, help="budget: the members' batch-1 latencies (ms) summed")
     p.add_argument("--registered-model", metavar="NAME", help="Model Registry name (default: <experiment>-ensemble)")
     p.add_argument("--no-register", action="store_true", help="log the ensemble without registering it")
     return p
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.ensemble
     tags = dict(_key_value(t) for t in args.tag)
     import mlflow
 
-    from sweeplab.ensemble.builder import EnsembleResult, Filters, Settings, build_groups
+    from sweeplab.ensemble.builder import EnsembleResult, Filters, Settings, budget_of, build_groups
     from sweeplab.tracking.queries import objective_of
     from sweeplab.tracking.store import open_experiment
 
@@ -45,8 +48,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.ensemble
     outcomes = build_groups(
         client,
         experiment_id,
-        Settings(objective, maximize, args.top_k, args.method, args.max_steps),
-        filters=Filters(args.family, args.search, tags),
+        Settings(
+            objective,
+            maximize,
+            args.top_k,
+            args.method,
+            args.max_steps,
+            budget_of(args.max_params, args.max_latency_ms),
+        ),
+        filters=Filters(args.family, args.search, tags, args.include_pruned),
         registered_model=None if args.no_register else (args.registered_model or f"{args.experiment}-ensemble"),
     )
     if not any(isinstance(o, EnsembleResult) for o in outcomes):

@@ -63,6 +63,18 @@ def metric_name(objective: str) -> str:
 
 
 @dataclass
+class Budget:
+    """What the members of weight > 0 may cost together: {metric: limit}, and each member's costs."""
+
+    limits: dict[str, float]
+    costs: list[dict[str, float]]
+
+    def allows(self, members) -> bool:
+        """Whether the members at these indices keep within every limit."""
+        return all(sum(self.costs[i][m] for i in set(members)) <= limit for m, limit in self.limits.items())
+
+
+@dataclass
 class Selection:
     weights: np.ndarray  # one per member, non-negative, summing to one
     val_metrics: dict[str, float]  # the ensemble's
@@ -90,17 +102,22 @@ class _Scorer:
         return self.sign * metrics[self.name], -metrics["loss"]
 
 
-def _best_single(members: list[Heads], scorer: _Scorer) -> int:
-    keys = [scorer.key(average(members, np.eye(len(members))[i])) for i in range(len(members))]
-    return max(range(len(members)), key=lambda i: keys[i])
+def _best_single(members: list[Heads], scorer: _Scorer, budget: Budget | None = None) -> int:
+    allowed = [i for i in range(len(members)) if budget is None or budget.allows([i])]
+    if not allowed:
+        raise EnsembleError(f"no candidate keeps within the budget alone ({budget.limits})")
+    keys = {i: scorer.key(average(members, np.eye(len(members))[i])) for i in allowed}
+    return max(allowed, key=lambda i: keys[i])
 
 
-def greedy_weights(members: list[Heads], scorer: _Scorer, max_steps: int) -> np.ndarray:
+def greedy_weights(members: list[Heads], scorer: _Scorer, max_steps: int, budget: Budget | None = None) -> np.ndarray:
     """Forward selection with replacement (Caruana et al., 2004).
 
     Start from the best single member; at each step add the member (again, if
     it helps) whose addition best improves validation; stop when none does or
-    after `max_steps` additions. Weights are how often each was picked.
+    after `max_steps` additions. Weights are how often each was picked. With a
+    `budget`, a member not picked yet is tried only if the picked ones and it
+    keep within it (picking one again costs nothing more).
     """
 
     # Every candidate is scored through `average`, as the final weights are, so
@@ -108,11 +125,14 @@ def greedy_weights(members: list[Heads], scorer: _Scorer, max_steps: int) -> np.
     def key(counts):
         return scorer.key(average(members, counts / counts.sum()))
 
+    def affordable(i):
+        return budget is None or budget.allows([*np.flatnonzero(counts), i])
+
     counts = np.zeros(len(members))
-    counts[_best_single(members, scorer)] = 1
+    counts[_best_single(members, scorer, budget)] = 1
     current = key(counts)
     for _ in range(max_steps):
-        tried = [(key(counts + np.eye(len(members))[i]), i) for i in range(len(members))]
+        tried = [(key(counts + np.eye(len(members))[i]), i) for i in range(len(members)) if affordable(i)]
         best_key, pick = max(tried, key=lambda t: t[0])
         if best_key <= current:
             break
@@ -147,20 +167,23 @@ def select(
     maximize: bool,
     method: str = "greedy",
     max_steps: int = 20,
+    budget: Budget | None = None,
 ) -> Selection:
-    """Weights for `members` from validation outputs and targets only."""
+    """Weights for `members` from validation outputs and targets only (with `budget`: the members of
+    weight > 0 keep within it, and the best member compared with is the best one that does)."""
     if not members:
         raise EnsembleError("no candidates to ensemble")
     if method not in METHODS:
         raise EnsembleError(f"ensemble.method: got {method!r}; expected one of {list(METHODS)}")
     scorer = _Scorer(targets, objective, maximize)
-    best = _best_single(members, scorer)
+    best = _best_single(members, scorer, budget)
     best_alone = average(members, np.eye(len(members))[best])
-    weights = greedy_weights(members, scorer, max_steps)
+    weights = greedy_weights(members, scorer, max_steps, budget)
     if method == "optimize" and len(members) > 1:
         optimized = optimized_weights(members, scorer, weights)
         # Never worse than the best member on the objective; greedy guarantees that.
-        if scorer.key(average(members, optimized))[0] >= scorer.key(best_alone)[0]:
+        affordable = budget is None or budget.allows(np.flatnonzero(optimized))
+        if affordable and scorer.key(average(members, optimized))[0] >= scorer.key(best_alone)[0]:
             weights = optimized
     return Selection(
         weights=weights,

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from sweeplab.tracking.batches import log_metrics
 from sweeplab.tracking.metric_names import final_metric_names, metric_of, ranking_metric, shown
-from sweeplab.tracking.tags import FAMILY, PARENT, ROLE
+from sweeplab.tracking.model_cost import is_feasible
+from sweeplab.tracking.tags import FAMILY, PARENT, PRUNED, ROLE
 
 
 def leaderboard(runs: list, objective: str, rows: int = 10, width: int | None = None) -> str:
     """A text table: rank, run name, family, hyperparameters, the objective's metric when it is not
     a final one (an objective on the training split: what Keras Tuner scored), val and test metrics.
-    With `width`, hyperparameter columns are left out from the right until every line fits."""
+    With `width`, hyperparameter columns are left out from the right until every line fits. Trials
+    tagged infeasible (outside tuner.constraints) are left out, and counted in the title."""
+    infeasible = sum(not is_feasible(r) for r in runs)
+    runs = [r for r in runs if is_feasible(r)]
     if not runs:
-        return "No finished trials."
+        return "No finished trials." + (f" ({infeasible} infeasible: tuner.constraints)" if infeasible else "")
     metric_columns = final_metric_names(m for r in runs for m in r.data.metrics)
     if ranking_metric(objective) not in metric_columns:
         metric_columns.insert(0, ranking_metric(objective))
-    # Keras Tuner's own bookkeeping (tuner/epochs, tuner/bracket...) is not a hyperparameter.
-    param_names = sorted({p for r in runs[:rows] for p in r.data.params if not p.startswith("tuner/")})
-    title = f"Leaderboard (by {objective}; {min(rows, len(runs))} of {len(runs)} finished trials)"
+    param_names = hyperparameter_names(runs[:rows])
+    left_out = f"; {infeasible} infeasible left out (tuner.constraints)" if infeasible else ""
+    title = f"Leaderboard (by {objective}; {min(rows, len(runs))} of {len(runs)} finished trials{left_out})"
     for kept in range(len(param_names), -1, -1):
         lines = _table(runs[:rows], param_names[:kept], metric_columns)
         if width is None or kept == 0 or max(map(len, lines)) <= width:
@@ -29,6 +33,12 @@ def leaderboard(runs: list, objective: str, rows: int = 10, width: int | None = 
     return "\n".join([title, *lines])
 
 
+def hyperparameter_names(runs: list) -> list[str]:
+    """The hyperparameters among the runs' params, sorted: Keras Tuner's own bookkeeping
+    (tuner/epochs, tuner/bracket...) is not one."""
+    return sorted({p for r in runs for p in r.data.params if not p.startswith("tuner/")})
+
+
 def _table(runs: list, param_names: list[str], metric_columns: list[str]) -> list[str]:
     header = ["#", "run", "family", *param_names, *map(shown, metric_columns)]
     table = []
@@ -36,7 +46,7 @@ def _table(runs: list, param_names: list[str], metric_columns: list[str]) -> lis
         table.append(
             [
                 str(i),
-                run.info.run_name,
+                _name(run),
                 run.data.tags.get(FAMILY, ""),
                 *[_short(run.data.params.get(p, "")) for p in param_names],
                 *[f"{run.data.metrics[m]:.4f}" if m in run.data.metrics else "" for m in metric_columns],
@@ -46,6 +56,12 @@ def _table(runs: list, param_names: list[str], metric_columns: list[str]) -> lis
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *table]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
+
+
+def _name(run) -> str:
+    """The run's name; a trial the oracle pruned says after how many epochs."""
+    pruned = run.data.tags.get(PRUNED)
+    return f"{run.info.run_name} (pruned at {pruned})" if pruned else run.info.run_name
 
 
 def _short(value: str) -> str:

@@ -73,8 +73,8 @@ def hyperparameters_vs_objective(points: dict[str, list[tuple]], objective: str)
             choices = sorted(set(values))
             numbers = [choices.index(v) for v in values]
             ax.set_xticks(range(len(choices)), choices, rotation=20)
-        elif min(numbers) > 0 and max(numbers) >= 10 * min(numbers):
-            ax.set_xscale("log")  # learning rates and the like
+        elif _log_scaled(numbers):
+            ax.set_xscale("log")
         ax.scatter(numbers, [s for _, s in points[name]], alpha=0.7)
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
@@ -90,3 +90,96 @@ def _as_numbers(values: list[str]) -> list[float] | None:
         return [float(v) for v in values]
     except ValueError:
         return None
+
+
+def importance(ranked: list[tuple[str, float, float]], objective: str, title: str):
+    """Horizontal bars, most important hyperparameter on top, with the spread over shuffles."""
+    names = [name for name, _, _ in ranked][::-1]  # barh draws the first row at the bottom
+    means = [mean for _, mean, _ in ranked][::-1]
+    spreads = [std for _, _, std in ranked][::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.4 * len(names)))
+    ax.barh(range(len(names)), means, xerr=spreads, color="tab:blue", capsize=3)
+    ax.set_yticks(range(len(names)), names)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"importance for {objective} (drop in R² when shuffled)")
+    ax.set_title(f"{title}: hyperparameter importance", fontsize="medium")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def parallel_coordinates(
+    axes: dict[str, tuple[list[float], list[str] | None]],
+    scores: list[float],
+    objective: str,
+    maximize: bool,
+    title: str,
+):
+    """Each trial a line across its hyperparameters (numbers, or a choice's index among `choices`)
+    and its objective, coloured by the objective; the best trials drawn last, in the brightest colour."""
+    import numpy as np
+    from matplotlib import colors
+
+    names = [*axes, objective]
+    columns = [*axes.values(), (scores, None)]
+    positions = np.column_stack([_unit_scale(numbers, choices) for numbers, choices in columns])
+    norm = colors.Normalize(min(scores), max(scores))
+    cmap = plt.get_cmap("viridis" if maximize else "viridis_r")
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(names) + 1.5), 4.8))
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=not maximize)
+    for i in order:  # worst first: the best lie on top
+        ax.plot(range(len(names)), positions[i], color=cmap(norm(scores[i])), alpha=0.8, linewidth=1.4)
+    for x, (numbers, choices) in enumerate(columns):
+        ax.axvline(x, color="black", linewidth=0.8)
+        for y, label in _axis_labels(numbers, choices):
+            ax.text(x + 0.03, y, label, fontsize=7, va="center", ha="left", bbox=_LABEL_BOX)
+    ax.set_xticks(
+        range(len(names)), names, rotation=20 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center"
+    )
+    ax.set_xlim(-0.2, len(names) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=objective, pad=0.02)
+    ax.set_title(f"{title}: {len(scores)} trials", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+FEW_VALUES = 5  # an axis with up to this many distinct numbers labels each of them
+# A label stays readable over the lines that cross it.
+_LABEL_BOX = dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.8)
+
+
+def _log_scaled(numbers: list[float]) -> bool:
+    """Learning rates and the like: positive and spanning a factor of ten or more."""
+    finite = [n for n in numbers if n == n]
+    return bool(finite) and min(finite) > 0 and max(finite) >= 10 * min(finite)
+
+
+def _unit_scale(numbers: list[float], choices: list[str] | None):
+    """Positions between 0 and 1 on a parallel axis: choices evenly spaced, numbers by value (log
+    where they span decades); a constant axis in the middle; NaN (a trial without it) stays NaN."""
+    import numpy as np
+
+    values = np.asarray(numbers, dtype=float)
+    if choices is not None:
+        return values / (len(choices) - 1) if len(choices) > 1 else np.full_like(values, 0.5)
+    if _log_scaled(numbers):
+        values = np.log10(values)
+    low, high = np.nanmin(values), np.nanmax(values)
+    return (values - low) / (high - low) if high > low else np.full_like(values, 0.5)
+
+
+def _axis_labels(numbers: list[float], choices: list[str] | None) -> list[tuple[float, str]]:
+    """(position, text) along a parallel axis: every choice, every number when there are few, else
+    the low, middle and high values."""
+    if choices is not None:
+        return [(i / (len(choices) - 1) if len(choices) > 1 else 0.5, c) for i, c in enumerate(choices)]
+    distinct = sorted({n for n in numbers if n == n})
+    low, high = distinct[0], distinct[-1]
+    if len(distinct) > FEW_VALUES:
+        distinct = [low, (low * high) ** 0.5 if _log_scaled(numbers) else (low + high) / 2, high]
+    positions = _unit_scale([*distinct, *numbers], None)[: len(distinct)]  # scaled as the axis is
+    return [(float(y), f"{n:.4g}") for y, n in zip(positions, distinct)]

@@ -25,8 +25,8 @@ import tensorflow as tf
 from keras_tuner.src.engine import trial as trial_module
 
 from sweeplab.errors import describe
-from sweeplab.search import progress
-from sweeplab.tracking import metric_names
+from sweeplab.search import progress, pruning
+from sweeplab.tracking import metric_names, model_cost
 
 # Families whose models take the same flat batches and are cheap to fuse.
 DENSE_FAMILIES = {"mlp", "mlp_variant", "multi_output"}
@@ -181,6 +181,7 @@ class PackMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         training = sum(b.active for b in self.branches)
+        reached: list[tuple[Branch, dict]] = []  # the branches that trained this epoch, with their logs
         for index, branch in enumerate(self.branches):
             if not branch.active:
                 continue
@@ -192,8 +193,10 @@ class PackMonitor(keras.callbacks.Callback):
             self._consider(branch, own)
             for callback in branch.callbacks:
                 callback.on_epoch_end(epoch, own)
-            if branch.model.stop_training or epoch + 1 >= branch.epochs:
-                branch.active = False
+            branch.active = not branch.model.stop_training and epoch + 1 < branch.epochs
+            reached.append((branch, own))
+        if reached and reached[0][0].tuner.pruning:
+            self._prune(epoch, reached)
         self.model.active.assign(np.array([int(b.active) for b in self.branches], "int32"))
         if not any(b.active for b in self.branches):
             self.model.stop_training = True
@@ -201,6 +204,19 @@ class PackMonitor(keras.callbacks.Callback):
             objective = self.branches[0].tuner.oracle.objective
             best = (objective.name, *self.best) if self.best else None
             self.shown.epoch_ended(epoch + 1, training, best, time.monotonic() - self._epoch_began)
+
+    @staticmethod
+    def _prune(epoch: int, reached: list[tuple[Branch, dict]]) -> None:
+        """Every branch's epoch to the oracle, then each asks again whether it goes on: the pack's
+        trials reached the epoch together, so each is compared with all of them (the oracle keeps
+        the value twice, which changes no mean). For a worker or agent: two calls to its chief per
+        branch and epoch."""
+        oracle = reached[0][0].tuner.oracle
+        for branch, own in reached:
+            oracle.update_trial(branch.trial.trial_id, {k: float(v) for k, v in own.items()}, step=epoch)
+        for branch, own in reached:
+            if branch.active and pruning.report_epoch(branch.tuner, branch.trial.trial_id, epoch, own, True):
+                branch.active = False
 
     def _consider(self, branch: Branch, logs: dict) -> None:
         objective = branch.tuner.oracle.objective
@@ -298,6 +314,11 @@ def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
         branch.model._symbolic_build(data_batch=train.element_spec)
     except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
         branch.fail(describe(err), trial_module.TrialStatus.INVALID)
+        return
+    # As unpacked (`TrackedTrials._try_build`): outside tuner.constraints, its run ends FINISHED untrained.
+    reason = model_cost.refuse_infeasible(branch.model, branch.run, cfg.tuner.constraints)
+    if reason is not None:
+        branch.fail(f"{model_cost.InfeasibleTrial.__name__}: not trained: {reason}", trial_module.TrialStatus.INVALID)
         return
     branch.best = BestEpochInMemory(tuner.oracle.objective, tuner._get_checkpoint_fname(branch.trial.trial_id))
     stopping = [c for c in training.callbacks(cfg.trainer) if isinstance(c, keras.callbacks.EarlyStopping)]

@@ -119,10 +119,12 @@ def show_trials(title: str, trials: list[tuple[str, dict]]) -> None:
 
 
 @best_effort
-def trial_result(trial_id: str, objective: str, score: float | None, best_epoch: int | None, trained: int, budget: int):
-    """A trial's result, in one line."""
+def trial_result(
+    trial_id: str, objective: str, score: float | None, best_epoch: int | None, trained: int, budget: int, pruned=False
+):
+    """A trial's result, in one line (`pruned`: the oracle stopped it)."""
     at = f" at epoch {best_epoch}" if best_epoch is not None else ""
-    early = ", stopped early" if trained < budget else ""
+    early = ", pruned" if pruned else ", stopped early" if trained < budget else ""
     score_text = number(float(score)) if score is not None else "no score"
     say(f"trial {trial_id}: {objective} {score_text}{at}; {trained}/{budget} epochs trained{early}")
 

@@ -23,9 +23,10 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import describe, one_line, short_reason
-from sweeplab.search import graph_memory, packing, progress, session, training
-from sweeplab.tracking import lineage, metric_names, plots, predictions, writer
+from sweeplab.search import graph_memory, packing, progress, pruning, session, training
+from sweeplab.tracking import lineage, metric_names, model_cost, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
+from sweeplab.tracking.tags import INFEASIBLE, PRUNED
 
 # Under the search's folder: Keras Tuner writes each trial's TensorBoard logs to <trial id>/.
 TENSORBOARD = "tensorboard"
@@ -83,6 +84,10 @@ class TrackedTrials:
         self._best: BestEpochInMemory | None = None
         self._eval_sets: dict = {}  # tf.data val/test pipelines, built once
         self._scored: dict[str, float] = {}  # what each trial trained here scored, for its result line
+        # Whether each epoch goes to the oracle, which may prune the trial; {trial id: epochs
+        # trained} of those it pruned.
+        self.pruning = False
+        self.pruned: dict[str, int] = {}
         super().__init__(*args, **kwargs)
 
     def new_trial_run(self, trial, tags: dict | None = None) -> TrialRun:
@@ -153,7 +158,10 @@ class TrackedTrials:
         """The trial's result line (or why it failed), then the search's progress."""
         scored = self._scored.pop(trial.trial_id, None)
         if trial.status != "COMPLETED":
-            progress.say(f"trial {trial.trial_id} failed: {one_line(trial.message or f'it ended {trial.status}')}")
+            why = one_line(trial.message or f"it ended {trial.status}")
+            infeasible = f"{model_cost.InfeasibleTrial.__name__}: "
+            said = why.partition(infeasible)[2] if infeasible in why else f"failed: {why}"
+            progress.say(f"trial {trial.trial_id} {said}")
             scored = None
         elif runs:
             objective = self.oracle.objective
@@ -167,7 +175,8 @@ class TrackedTrials:
                 best += 1 + int(trial.hyperparameters.values.get("tuner/initial_epoch", 0))
             trained = len(history.get("loss", curve))
             budget = self.epoch_budget(trial.hyperparameters.values)
-            progress.trial_result(trial.trial_id, objective.name, scored, best, trained, budget)
+            pruned = self.pruned.get(trial.trial_id) is not None
+            progress.trial_result(trial.trial_id, objective.name, scored, best, trained, budget, pruned)
         if self.progress is not None:
             self.progress.trial_ended(trial.trial_id, scored)
 
@@ -191,6 +200,7 @@ class TrackedTrials:
             *kwargs.get("callbacks", []),
             self._trial_run.epochs.callback(),
             TrialEpochs(self, trial),
+            *([ReportEpochs(self, trial)] if self.pruning else []),
         ]
         kwargs["verbose"] = 0  # its epochs show as a pack's do (TrialEpochs), not as Keras' bar or lines
         if self.hypermodel.cfg.trainer.best_weights == "memory":
@@ -212,6 +222,10 @@ class TrackedTrials:
         graph_memory.release_traced_graphs()
         with session.turn:  # Keras Tuner clears the session here
             self._model = super()._try_build(hp)
+        # Keras Tuner's invalid-trial path: never fit (an INVALID trial is retried only with max_retries_per_trial).
+        reason = model_cost.refuse_infeasible(self._model, self._trial_run, self.hypermodel.cfg.tuner.constraints)
+        if reason is not None:
+            raise model_cost.InfeasibleTrial(f"not trained: {reason}")
         return self._model
 
     def _build_hypermodel(self, hp):
@@ -268,10 +282,30 @@ class TrackedTrials:
             "executions": executions,
             metric_names.scored(self.oracle.objective.name): scored,
             **final,
-            "param_count": model.count_params(),
+            "param_count": model.count_params(),  # every weight; `params` (model_cost): trainable ones
+            **self._costs(trial, model),
         }
         self._scored[trial.trial_id] = scored
-        run.complete_in_background(self._record_steps(trial, model, run, metrics))
+        tags = {}
+        if trial.trial_id in self.pruned:
+            tags[PRUNED] = str(self.pruned[trial.trial_id])
+        infeasible = model_cost.infeasible_reason(metrics, self.hypermodel.cfg.tuner.constraints)
+        if infeasible:  # known only once trained (latency): kept out of leaderboards and ensembles
+            tags[INFEASIBLE] = infeasible
+        steps = self._record_steps(trial, model, run, metrics)
+        for key, value in tags.items():  # before the results: a run with them is never taken for a plain one
+            steps.insert(0, lambda key=key, value=value: run.client.set_tag(run.run_id, key, value))
+        run.complete_in_background(steps)
+
+    def _costs(self, trial, model) -> dict:
+        """The trained model's `params` and `latency_ms`, measured here, on the training thread, not while
+        the next trial trains. A measurement that fails leaves them out, with a line: the trial stands."""
+        try:
+            with session.turn:
+                return model_cost.measure(model, self.dataset.test.x)
+        except Exception as err:
+            progress.say(f"trial {trial.trial_id}: its latency could not be measured ({describe(err)})")
+            return {model_cost.PARAMS: model_cost.trainable_params(model)}
 
     def _record_steps(self, trial, model, run: TrialRun, metrics: dict) -> list[Callable[[], None]]:
         """The writes of a trained trial's record, in order: its model, results, curves, summary,
@@ -399,6 +433,22 @@ class TrialEpochs(keras.callbacks.Callback):
         self.shown.close()
 
 
+class ReportEpochs(keras.callbacks.Callback):
+    """Each epoch to the oracle as the trial's intermediate result; training stops if it prunes the trial.
+    Keras Tuner then finds the objective reported and scores the trial from these epochs (the best
+    one's, as from the history: one execution per trial, which validation requires with a pruner)."""
+
+    def __init__(self, tuner, trial):
+        super().__init__()
+        self.tuner, self.trial_id = tuner, trial.trial_id
+
+    def on_epoch_end(self, epoch, logs=None):
+        # After early stopping's and the epoch budget's say (Keras Tuner's callbacks come first).
+        going_on = not self.model.stop_training and epoch + 1 < self.params["epochs"]
+        if pruning.report_epoch(self.tuner, self.trial_id, epoch, logs or {}, going_on):
+            self.model.stop_training = True
+
+
 class BestEpochInMemory(SaveBestEpoch):
     """Keeps the best epoch's weights in memory instead of writing Keras Tuner's
     checkpoint at every improving epoch; the file is written once, at the end."""
@@ -457,6 +507,11 @@ def make_tuner(
     # Keras Tuner's own display ("Search: Running Trial #N" tables, "Trial N Complete" blocks) is
     # replaced by sweeplab's (`progress`), which names trials by their id, as their runs are named.
     tuner.oracle.verbose = 0
+    pruner = pruning.pruner_for(cfg)
+    tuner.pruning = pruner is not None
+    pruning.prune_with(tuner.oracle, pruner)
+    if isinstance(tuner.oracle, pruning.PruningOracle):
+        tuner.pruned = tuner.oracle.pruned  # one record: a resumed search tags trials it pruned before
     return tuner
 
 
@@ -558,6 +613,8 @@ def trial_failures(
     reasons = reasons or {}
     failures = []
     for t in tuner.oracle.trials.values():
+        if t.status == "INVALID" and finished is not None and t.trial_id in finished:
+            continue  # outside tuner.constraints: its run FINISHED untrained, tagged why
         if t.status in ("FAILED", "INVALID"):
             # Keras Tuner's message is the traceback: a store's error in it names its URI.
             failures.append((t.trial_id, one_line(t.message or reasons.get(t.trial_id, ""))))

@@ -13,6 +13,13 @@ RERECORDED = "sweeplab.rerecorded"
 RECORDED = "sweeplab.recorded"
 # How a resumed search completed a trial from its run's record (see RECORDED).
 RECONCILED = "sweeplab.reconciled"
+# The epochs a trial trained before the oracle pruned it (pruner=asha|median); absent: not pruned.
+PRUNED = "sweeplab.pruned"
+# Why a trial is outside tuner.constraints (not trained, or left out of leaderboards and ensembles).
+INFEASIBLE = "sweeplab.infeasible"
+# "true" on the trials of a search's Pareto front (`pareto`), and of a multirun's front across searches.
+PARETO = "sweeplab.pareto"
+PARETO_ACROSS = "sweeplab.pareto_across"
 # How a search trains its trials: N per pack, or one at a time and why (tuner.pack).
 PACKING = "sweeplab.packing"
 # Which pack a trial was trained in (tuner.pack), with the pack's trial ids.
