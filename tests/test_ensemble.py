@@ -397,7 +397,8 @@ def test_report_command_logs_its_plots(sweep, capsys):
     assert "Ensembles (newest first; test accuracy)" in out
     runs = sweep["client"].search_runs([sweep["result"].experiment_id], "tags.`sweeplab.role` = 'report'")
     names = {a.path for a in sweep["client"].list_artifacts(runs[0].info.run_id)}
-    assert names == {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
+    plots = {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
+    assert names == plots | {"pareto.csv", "pareto.png"}  # the front across searches (objective, params)
 
 
 def test_report_command_with_no_log_writes_plots_and_logs_no_run(sweep, capsys, tmp_path):
@@ -418,8 +419,8 @@ def test_report_command_with_no_log_writes_plots_and_logs_no_run(sweep, capsys, 
     out = capsys.readouterr().out
     assert "Leaderboard (by val_accuracy; 3 of 3 finished trials)" in out
     names = {"best_so_far_by_search.png", "objective_by_family.png", "hyperparameters_vs_objective.png"}
-    assert {p.name for p in folder.iterdir()} == names
-    for name in names:
+    assert {p.name for p in folder.iterdir()} == names | {"pareto.csv", "pareto.png"}
+    for name in names | {"pareto.png"}:
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"  {folder / name}" in out.splitlines()
     # Nothing logged: no report run, no run at all.

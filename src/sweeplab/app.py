@@ -125,7 +125,7 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
 
     The search run ends FINISHED, KILLED (Ctrl-C) or FAILED, whatever happens.
     """
-    from sweeplab.search import chief, packing, reconcile, tuning
+    from sweeplab.search import chief, packing, reconcile, tuning, warm_start
     from sweeplab.tracking.tags import PACKING
 
     directory, _ = tuner_location(cfg)
@@ -141,6 +141,7 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
         tuner = tuning.make_tuner(
             cfg, hypermodel, search_run, dataset, directory, project, overwrite=not search_run.resumed
         )
+        warm_start.warm_start(tuner, cfg, search_run)
         if search_run.resumed:
             reconcile.accept_recorded(tuner)
             tuner.rerecord_unlogged()

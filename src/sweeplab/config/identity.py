@@ -22,6 +22,8 @@ IDENTITY = {
     "tuner": {
         "kind",
         "constraints",
+        "warm_start",
+        "warm_start_top",
         "max_trials",
         "objective",
         "direction",

@@ -125,6 +125,11 @@ class TunerConfig:
     constraints: dict[str, Any] = field(
         default_factory=lambda: {metric: {"min": None, "max": None} for metric in ("params", "latency_ms")}
     )
+    # Earlier trials the oracle holds as completed before the first new one, not trained again: a
+    # search run's id, or an experiment's name (its finished trials of the same hyperparameters).
+    warm_start: str | None = None
+    # Of those, the best k are trained again first (e.g. on a new data set).
+    warm_start_top: int = 0
 
 
 class PrunerKind(str, enum.Enum):

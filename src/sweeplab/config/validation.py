@@ -39,7 +39,6 @@ from sweeplab.models import get_family
 from sweeplab.net import is_loopback
 from sweeplab.space.hyperparameters import Space, parse_space
 from sweeplab.space.vocabulary import LOSSES, OPTIMIZERS
-from sweeplab.tracking.model_cost import COST_METRICS
 
 
 def validate(cfg: DictConfig | dict) -> AppConfig:
@@ -53,6 +52,7 @@ def validate(cfg: DictConfig | dict) -> AppConfig:
     tuner = typed(TunerConfig, raw["tuner"], "tuner")
     _check_tuner(tuner, space)
     _check_constraints(tuner.constraints)
+    _check_warm_start(tuner)
     pruner = _pruner(raw["pruner"], tuner)
     trainer = typed(TrainerConfig, raw["trainer"], "trainer")
     _check_trainer(trainer)
@@ -173,8 +173,9 @@ def _pruner(raw: dict, tuner: TunerConfig) -> PrunerConfig:
     return pruner
 
 
-# What tuner.constraints may bound: the trial metrics of what a model costs.
-CONSTRAINED = COST_METRICS
+# What tuner.constraints may bound: the trial metrics of what a model costs (tracking.model_cost,
+# a layer config does not import; a test checks that the two agree).
+CONSTRAINED = ("params", "latency_ms")
 BOUNDS = ("min", "max")
 
 
@@ -194,6 +195,18 @@ def _check_constraints(constraints: dict) -> None:
                 raise ConfigError(f"{key}.{bound}", value, "null (no bound) or a number")
         if bounds.get("min") is not None and bounds.get("max") is not None and bounds["min"] > bounds["max"]:
             raise ConfigError(f"{key}.min", bounds["min"], f"a number <= {key}.max ({bounds['max']})")
+
+
+def _check_warm_start(tuner: TunerConfig) -> None:
+    if tuner.warm_start_top < 0:
+        raise ConfigError("tuner.warm_start_top", tuner.warm_start_top, "an integer >= 0")
+    if tuner.warm_start_top and not tuner.warm_start:
+        raise ConfigError("tuner.warm_start", None, "a search run id or experiment name with tuner.warm_start_top")
+    if tuner.warm_start and tuner.kind == TunerKind.grid:
+        # The grid visits its points in order, whatever was tried elsewhere.
+        raise ConfigError(
+            "tuner.warm_start", tuner.warm_start, "null with the grid tuner (random, bayesian, hyperband)"
+        )
 
 
 def _check_pareto(pareto: list[str] | None) -> None:

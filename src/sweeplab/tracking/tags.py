@@ -20,6 +20,8 @@ INFEASIBLE = "sweeplab.infeasible"
 # "true" on the trials of a search's Pareto front (`pareto`), and of a multirun's front across searches.
 PARETO = "sweeplab.pareto"
 PARETO_ACROSS = "sweeplab.pareto_across"
+# Where a search's oracle took earlier trials from (tuner.warm_start), and how many.
+WARM_START = "sweeplab.warm_start"
 # How a search trains its trials: N per pack, or one at a time and why (tuner.pack).
 PACKING = "sweeplab.packing"
 # Which pack a trial was trained in (tuner.pack), with the pack's trial ids.
