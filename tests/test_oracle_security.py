@@ -20,13 +20,14 @@ from processes import env, until
 TOKEN = "the-search-token"
 
 
-def _oracle(tmp_path: Path, kind: str = "random", units: tuple = (4,)):
+def _oracle(tmp_path: Path, kind: str = "random", units: tuple = (4,), retries: int = 1):
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
     hp.Choice("units", list(units))
     oracles = {"random": kt.oracles.RandomSearchOracle, "grid": kt.oracles.GridSearchOracle}
-    oracle = oracles[kind](objective="val_loss", max_trials=3, hyperparameters=hp)
+    # One retry, as tuner.max_retries_per_trial's default: a lost tuner's trial goes to another once.
+    oracle = oracles[kind](objective="val_loss", max_trials=3, hyperparameters=hp, max_retries_per_trial=retries)
     oracle._set_project_dir(str(tmp_path), f"oracle-{kind}")  # where Keras Tuner saves each trial
     return oracle
 
@@ -176,7 +177,7 @@ def test_a_call_that_lands_after_its_tuners_hand_over_is_handed_over_again(tmp_p
     call runs: it takes a trial again, which the chief's next pass hands over once more."""
     from sweeplab.search.chief import reap
 
-    oracle = _oracle(tmp_path)
+    oracle = _oracle(tmp_path, retries=2)  # each hand-over counts as a try
     client, search, runs = _search_with_runs(tmp_path, ["agent-late@host:1"])
     server, access, port = _serve(oracle)
     try:

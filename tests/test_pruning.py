@@ -14,7 +14,7 @@ from sweeplab.app import run
 from sweeplab.config.validation import validate
 from sweeplab.ensemble.builder import Filters, candidate_runs
 from sweeplab.errors import ConfigError
-from sweeplab.search import pruning
+from sweeplab.search import pruning, retries
 
 # Half the trials learn (learning rate 0.01) and half cannot (1e-7): the oracle has something to prune.
 TWO_SPEEDS = [
@@ -90,6 +90,7 @@ def test_a_resumed_search_knows_the_trials_it_pruned(tmp_path, make_config):
 def test_a_retried_trial_starts_its_epochs_afresh(tmp_path):
     oracle = kt.oracles.RandomSearchOracle(objective=OBJECTIVE, max_trials=5, seed=1)
     oracle._set_project_dir(str(tmp_path), "search")
+    retries.retry(oracle)  # as make_tuner does, before the pruner
     pruning.prune_with(oracle, pruning.Median(_Cfg(min_epochs=1, warmup_trials=1)))
     oracle.hyperparameters.Float("x", 0, 1)
     lost = oracle.create_trial("worker0")

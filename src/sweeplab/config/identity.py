@@ -30,6 +30,7 @@ IDENTITY = {
         "seed",
         "executions_per_trial",
         "max_consecutive_failed_trials",
+        "max_retries_per_trial",
         "max_epochs",
         "factor",
         "hyperband_iterations",

@@ -96,6 +96,10 @@ class TunerConfig:
     executions_per_trial: int = 1
     # Keras Tuner stops after this many trials fail in a row.
     max_consecutive_failed_trials: int = 3
+    # A trial that failed for a reason outside its config (its worker or agent lost, an error in
+    # training such as out-of-memory) is trained again up to this many times; a NaN loss, a model
+    # that cannot be built or one outside the constraints is not.
+    max_retries_per_trial: int = 1
     # true: forget earlier progress of this search and start over.
     overwrite: bool = False
     # Trials trained at once, each worker its own process (on one machine; more than the

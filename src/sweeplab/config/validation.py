@@ -135,6 +135,8 @@ def _tracking_and_ensemble(raw_tracking: dict, raw_ensemble: dict) -> tuple[Trac
 def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     _positive("tuner.executions_per_trial", tuner.executions_per_trial)
     _positive("tuner.max_consecutive_failed_trials", tuner.max_consecutive_failed_trials)
+    if tuner.max_retries_per_trial < 0:
+        raise ConfigError("tuner.max_retries_per_trial", tuner.max_retries_per_trial, "an integer >= 0")
     if tuner.workers < 0:
         raise ConfigError("tuner.workers", tuner.workers, "an integer >= 0 (0: only agents train)")
     _check_oracle(tuner.oracle)

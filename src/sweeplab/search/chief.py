@@ -261,11 +261,13 @@ def reap(oracle, access, search_run, lease_s: float) -> None:
 
 def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
     """A worker or agent lost (no call or heartbeat for the lease): its trial goes back in the
-    queue, first served to the next one that asks, and its runs end FAILED. Nothing to do (and
-    no store call) for a tuner that holds nothing."""
+    queue, first served to the next one that asks (a try, counted against tuner.max_retries_per_trial:
+    past it the trial ends FAILED), and its runs end FAILED. Nothing to do (and no store call) for a
+    tuner that holds nothing."""
     from keras_tuner.src.engine import oracle as oracle_module
 
     from sweeplab.errors import short_reason
+    from sweeplab.search import retries
     from sweeplab.tracking.tags import WORKER
 
     def its_own(key: str) -> bool:  # the tuner's id, or one of its pack's slots (tuner.pack)
@@ -275,13 +277,16 @@ def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
         lost = [oracle.ongoing_trials.pop(key) for key in [k for k in oracle.ongoing_trials if its_own(k)]]
         for key in [k for k in oracle.tuner_ids if its_own(k)]:
             oracle.tuner_ids.discard(key)
-        oracle._retry_queue.extend(trial.trial_id for trial in lost)
+        reason = f"agent lost: {tuner_id} stopped answering for {lease_s:g} s"
+        requeued = retries.hand_over(oracle, lost, reason)
         if lost:
             oracle.save()
     if not lost:
         return
-    reason = f"agent lost: {tuner_id} stopped answering for {lease_s:g} s; the trial goes to another"
-    print(f"[sweeplab] trial(s) {', '.join(sorted(t.trial_id for t in lost))}: {reason}", flush=True)
+    for trial in lost:
+        again = "the trial goes to another" if trial in requeued else "no retry left (tuner.max_retries_per_trial)"
+        print(f"[sweeplab] trial {trial.trial_id}: {reason}; {again}", flush=True)
+    reason = f"{reason}; the trial goes to another" if requeued else reason
 
     def owned(run) -> bool:  # tag sweeplab.worker is `<tuner id>@host:pid`; another's run of the trial goes on
         return run.data.tags.get(WORKER, "").partition("@")[0] == tuner_id

@@ -25,7 +25,7 @@ import tensorflow as tf
 from keras_tuner.src.engine import trial as trial_module
 
 from sweeplab.errors import describe
-from sweeplab.search import progress, pruning
+from sweeplab.search import progress, pruning, retries
 from sweeplab.tracking import metric_names, model_cost
 
 # Families whose models take the same flat batches and are cheap to fuse.
@@ -312,12 +312,13 @@ def _prepare(branch: Branch, tuner, cfg, train, tags: dict) -> None:
         branch.model.optimizer.build(branch.model.trainable_variables)
         # Its metrics' variables now: created while tracing, TF would trace the pack's step twice.
         branch.model._symbolic_build(data_batch=train.element_spec)
-    except Exception as err:  # like Keras Tuner: a trial whose model cannot be built is invalid
-        branch.fail(describe(err), trial_module.TrialStatus.INVALID)
+    except Exception as err:  # like Keras Tuner: a trial whose model cannot be built failed, for good
+        branch.fail(describe(err), trial_module.TrialStatus.FAILED)
         return
     # As unpacked (`TrackedTrials._try_build`): outside tuner.constraints, its run ends FINISHED untrained.
     reason = model_cost.refuse_infeasible(branch.model, branch.run, cfg.tuner.constraints)
     if reason is not None:
+        retries.say_infeasible(tuner.oracle, branch.trial.trial_id)
         branch.fail(f"{model_cost.InfeasibleTrial.__name__}: not trained: {reason}", trial_module.TrialStatus.INVALID)
         return
     branch.best = BestEpochInMemory(tuner.oracle.objective, tuner._get_checkpoint_fname(branch.trial.trial_id))

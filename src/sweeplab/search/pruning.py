@@ -22,7 +22,6 @@ from pathlib import Path
 import keras_tuner as kt
 import numpy as np
 from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.engine.metrics_tracking import MetricsTracker
 
 STOPPED = trial_module.TrialStatus.STOPPED
 # The oracle's saved state's key for the trials it pruned.
@@ -110,17 +109,6 @@ class PruningOracle:
 
     pruner: Pruner
     pruned: dict[str, int]
-
-    @kt.synchronized
-    def create_trial(self, tuner_id):
-        retried = self._retry_queue[-1] if self._retry_queue else None
-        trial = super().create_trial(tuner_id)
-        if trial.trial_id == retried:
-            # A retry trains afresh: its lost attempt's epochs must not mix with this one's.
-            trial.metrics = MetricsTracker()
-            self.pruned.pop(trial.trial_id, None)
-            self._save_trial(trial)
-        return trial
 
     @kt.synchronized
     def update_trial(self, trial_id, metrics, step=0):

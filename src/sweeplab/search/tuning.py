@@ -23,10 +23,10 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
 
 from sweeplab.errors import describe, one_line, short_reason
-from sweeplab.search import graph_memory, packing, progress, pruning, session, training
+from sweeplab.search import graph_memory, packing, progress, pruning, retries, session, training
 from sweeplab.tracking import lineage, metric_names, model_cost, plots, predictions, writer
 from sweeplab.tracking.runs import SearchRun, TrialRun
-from sweeplab.tracking.tags import INFEASIBLE, PRUNED
+from sweeplab.tracking.tags import INFEASIBLE, PRUNED, RETRY_OF, TRIAL_ID
 
 # Under the search's folder: Keras Tuner writes each trial's TensorBoard logs to <trial id>/.
 TENSORBOARD = "tensorboard"
@@ -92,9 +92,21 @@ class TrackedTrials:
 
     def new_trial_run(self, trial, tags: dict | None = None) -> TrialRun:
         values = dict(trial.hyperparameters.values)
+        earlier = self.earlier_run(trial.trial_id)
+        if earlier is not None:
+            tags = {**(tags or {}), RETRY_OF: earlier}
         return TrialRun(
             self.search_run, trial.trial_id, self.family_name, values, self.worker, datasets=self.lineage, tags=tags
         )
+
+    def earlier_run(self, trial_id: str) -> str | None:
+        """The latest run of an earlier try of the trial in this search, if it was tried before."""
+        from sweeplab.tracking.queries import trial_runs
+
+        search = self.search_run
+        where = f"tags.`{TRIAL_ID}` = '{trial_id}'"
+        runs = trial_runs(search.client, search.experiment_id, search.run_id, status=None, where=where)
+        return max(runs, key=lambda r: r.info.start_time).info.run_id if runs else None
 
     def run_trial(self, trial, *args, **kwargs):
         self._trial_run = self.new_trial_run(trial)
@@ -225,6 +237,7 @@ class TrackedTrials:
         # Keras Tuner's invalid-trial path: never fit (an INVALID trial is retried only with max_retries_per_trial).
         reason = model_cost.refuse_infeasible(self._model, self._trial_run, self.hypermodel.cfg.tuner.constraints)
         if reason is not None:
+            retries.say_infeasible(self.oracle, self._trial_run.trial_id)
             raise model_cost.InfeasibleTrial(f"not trained: {reason}")
         return self._model
 
@@ -351,7 +364,7 @@ class TrackedTrials:
         """Trials Keras Tuner finished whose run never did (the process stopped while it was being
         written): recorded again from their checkpoint, without training them again."""
         from sweeplab.tracking.queries import trial_runs
-        from sweeplab.tracking.tags import RERECORDED, TRIAL_ID
+        from sweeplab.tracking.tags import RERECORDED
 
         search = self.search_run
         logged = {r.data.tags.get(TRIAL_ID) for r in trial_runs(search.client, search.experiment_id, search.run_id)}
@@ -486,6 +499,7 @@ def make_tuner(
         seed=t.seed,
         executions_per_trial=t.executions_per_trial,
         max_consecutive_failed_trials=t.max_consecutive_failed_trials,
+        max_retries_per_trial=t.max_retries_per_trial,
         overwrite=overwrite,
         directory=directory,
         project_name=project_name,
@@ -507,6 +521,7 @@ def make_tuner(
     # Keras Tuner's own display ("Search: Running Trial #N" tables, "Trial N Complete" blocks) is
     # replaced by sweeplab's (`progress`), which names trials by their id, as their runs are named.
     tuner.oracle.verbose = 0
+    retries.retry(tuner.oracle)
     pruner = pruning.pruner_for(cfg)
     tuner.pruning = pruner is not None
     pruning.prune_with(tuner.oracle, pruner)

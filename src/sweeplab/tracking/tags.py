@@ -22,6 +22,8 @@ PARETO = "sweeplab.pareto"
 PARETO_ACROSS = "sweeplab.pareto_across"
 # Where a search's oracle took earlier trials from (tuner.warm_start), and how many.
 WARM_START = "sweeplab.warm_start"
+# The run of a trial's earlier try, on a run of its retry (tuner.max_retries_per_trial, a lost agent).
+RETRY_OF = "sweeplab.retry_of"
 # How a search trains its trials: N per pack, or one at a time and why (tuner.pack).
 PACKING = "sweeplab.packing"
 # Which pack a trial was trained in (tuner.pack), with the pack's trial ids.
