@@ -198,7 +198,7 @@ def test_each_line_of_a_multiruns_job_starts_with_its_name_and_the_end_with_none
     names = ("[mlp/random]", "[mlp/grid]")
     job_output = [line for line in lines[: end - 1] if not HYDRA_LOG.match(line)]
     unnamed = [line for line in job_output + result.stderr.splitlines() if not line.startswith(names)]
-    assert unnamed == [], unnamed
+    assert unnamed == [], (unnamed, result.stdout[-2000:], result.stderr[-2000:])
     for name in names:  # each job's own lines: its search, its trial table, its leaderboard
         tuner = name.strip("[]").split("/")[1]
         assert any(line.startswith(f"{name} [sweeplab] starting search mlp-{tuner}-") for line in job_output)

@@ -105,7 +105,11 @@ class TrackedTrials:
 
         search = self.search_run
         where = f"tags.`{TRIAL_ID}` = '{trial_id}'"
-        runs = trial_runs(search.client, search.experiment_id, search.run_id, status=None, where=where)
+        try:
+            runs = trial_runs(search.client, search.experiment_id, search.run_id, status=None, where=where)
+        except Exception as err:  # the store (lookups are not retried): the link matters less than the trial
+            progress.say(f"trial {trial_id}: no {RETRY_OF} tag, its earlier runs were not found ({describe(err)})")
+            return None
         return max(runs, key=lambda r: r.info.start_time).info.run_id if runs else None
 
     def run_trial(self, trial, *args, **kwargs):
@@ -521,13 +525,18 @@ def make_tuner(
     # Keras Tuner's own display ("Search: Running Trial #N" tables, "Trial N Complete" blocks) is
     # replaced by sweeplab's (`progress`), which names trials by their id, as their runs are named.
     tuner.oracle.verbose = 0
+    _retry_and_prune(tuner, cfg)
+    return tuner
+
+
+def _retry_and_prune(tuner, cfg) -> None:
+    """The search's own oracle (not a worker's client) retries (`retries`) and prunes (`pruning`)."""
     retries.retry(tuner.oracle)
     pruner = pruning.pruner_for(cfg)
     tuner.pruning = pruner is not None
     pruning.prune_with(tuner.oracle, pruner)
     if isinstance(tuner.oracle, pruning.PruningOracle):
         tuner.pruned = tuner.oracle.pruned  # one record: a resumed search tags trials it pruned before
-    return tuner
 
 
 def search(tuner, cfg, dataset) -> None:
