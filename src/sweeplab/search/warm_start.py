@@ -19,7 +19,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from sweeplab.errors import ConfigError
 from sweeplab.tracking.metric_names import scored
-from sweeplab.tracking.tags import INFEASIBLE, PRUNED
+from sweeplab.tracking.tags import INFEASIBLE, PARENT, PRUNED
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -130,7 +130,7 @@ def warm_start(tuner, cfg, search_run) -> None:
     if not source:
         return
     runs, described = previous_runs(search_run.client, source)
-    runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") != search_run.run_id]  # not its own
+    runs = [r for r in runs if r.data.tags.get(PARENT) != search_run.run_id]  # not its own
     oracle = tuner.oracle
     trials, skipped = as_trials(runs, oracle.get_space(), oracle.objective.name)
     hold(oracle, trials, cfg.tuner.warm_start_top)
