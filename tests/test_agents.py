@@ -18,9 +18,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import unavailable
 from mlflow import MlflowClient
 from processes import Process, stop_outside_the_store, until
+from stores import sqlite_uri
 
 pytestmark = pytest.mark.slow
 
@@ -67,15 +67,11 @@ def store_file(tmp_path: Path) -> Path:
     return tmp_path / "mlruns" / "mlflow.db"
 
 
-def sqlite_uri(tmp_path: Path) -> str:
-    return f"sqlite:///{store_file(tmp_path)}"
-
-
 def start_chief(
     tmp_path: Path, processes: list, *extra: str, log: str = "chief.log", workers: int = 0, uri: str | None = None
 ) -> Process:
     """A search served for agents (`workers` local ones too), logged to `uri` (default: sqlite in tmp_path)."""
-    uri = uri or sqlite_uri(tmp_path)
+    uri = uri or sqlite_uri(tmp_path / "mlruns")
     args = [
         sys.executable,
         "-m",
@@ -114,7 +110,7 @@ def start_agent(command: str, tmp_path: Path, processes: list, name: str) -> Pro
 
 
 def trial_runs(tmp_path: Path, status: str | None = None, uri: str | None = None) -> list:
-    client = MlflowClient(uri or sqlite_uri(tmp_path))
+    client = MlflowClient(uri or sqlite_uri(tmp_path / "mlruns"))
     query = "tags.`sweeplab.role` = 'trial'" + (f" and attributes.status = '{status}'" if status else "")
     return client.search_runs([e.experiment_id for e in client.search_experiments()], query)
 
@@ -176,27 +172,28 @@ def two_agents_train_a_search(tmp_path, processes, wrap=lambda command: command)
     return chief, trained_by(assert_every_trial_finished_once(tmp_path))
 
 
-def test_a_search_without_local_workers_is_trained_by_two_agents(tmp_path, processes):
-    chief, workers = two_agents_train_a_search(tmp_path, processes)
+def test_a_search_without_local_workers_is_trained_by_two_agents_even_with_one_host_name_and_process_id(
+    tmp_path, processes
+):
+    """Two agents as two containers would start them: one host name, and each agent process 1
+    (here: a PID namespace each). Without `unshare` and root, two plain agents."""
+    in_namespaces = shutil.which("unshare") is not None and os.geteuid() == 0
+    chief, workers = two_agents_train_a_search(
+        tmp_path,
+        processes,
+        (lambda command: f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}")
+        if in_namespaces
+        else (lambda command: command),
+    )
     # Each agent trained some (its tuner id, host and process).
     assert len(workers) == 2 and all(re.fullmatch(AGENT_TAG, w) for w in workers), workers
-    search = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").get_run(
+    if in_namespaces:  # the same host name and process id, yet two agents
+        assert len({re.fullmatch(AGENT_TAG, w).group(1) for w in workers}) == 1, workers
+    search = MlflowClient(sqlite_uri(tmp_path / "mlruns")).get_run(
         trial_runs(tmp_path)[0].data.tags["mlflow.parentRunId"]
     )
     assert re.fullmatch(r"127\.0\.0\.1:\d+", search.data.tags["sweeplab.oracle"])
     assert "Leaderboard (by val_accuracy; 4 of 4 finished trials)" in chief.output()
-
-
-def test_two_agents_with_one_host_name_and_process_id_train_as_two(tmp_path, processes):
-    """Containers: one host name, and each agent process 1 (here: a PID namespace each)."""
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        unavailable("PID namespaces need util-linux's `unshare` and root")
-    _, workers = two_agents_train_a_search(
-        tmp_path, processes, lambda command: f"unshare --pid --fork --mount-proc sh -c {shlex.quote(command)}"
-    )
-    assert len(workers) == 2, workers
-    # The same host name and the same process id (each started the same way in a namespace of its own).
-    assert len({re.fullmatch(AGENT_TAG, w).group(1) for w in workers}) == 1, workers
 
 
 def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processes):
@@ -257,7 +254,7 @@ def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_anoth
     assert chief.wait() == 0, chief.output()[-3000:]
     assert owner.wait(60) == 0, owner.output()[-3000:]
     finished = assert_every_trial_finished_once(tmp_path, trials=2)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(sqlite_uri(tmp_path / "mlruns"))
     assert client.get_run(lost.info.run_id).info.status == "FAILED"
     (retried,) = [r for r in finished if r.data.tags["sweeplab.trial_id"] == trial_id]
     assert retried.data.tags["sweeplab.worker"] != lost.data.tags["sweeplab.worker"]
@@ -285,7 +282,7 @@ def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(t
     assert chief.wait() == 0, chief.output()[-3000:]
     assert re.search(r"rejoining the search as worker\d-[0-9a-f]{6}", chief.output())
     assert_every_trial_finished_once(tmp_path, trials=3)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(sqlite_uri(tmp_path / "mlruns"))
     assert client.get_run(lost.info.run_id).info.status == "FAILED"
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from processes import Process, stop_outside_the_store, until
-from test_agents import printed_agent_command, sqlite_uri, start_agent, start_chief, store_file, trial_runs
+from stores import sqlite_uri
+from test_agents import printed_agent_command, start_agent, start_chief, store_file, trial_runs
 from test_team_server import start_server
 
 pytestmark = pytest.mark.slow
@@ -88,7 +89,7 @@ def resume_with_an_agent(tmp_path: Path, processes: list, uri: str, *extra: str)
 
 
 def test_a_pack_finished_while_the_chief_was_lost_is_taken_from_its_record_not_trained_again(tmp_path, processes):
-    uri = sqlite_uri(tmp_path)
+    uri = sqlite_uri(tmp_path / "mlruns")
     taken = lose_the_chief_under_an_agent(tmp_path, processes, uri, "tuner.pack=2")
     assert len(taken) == 2  # the whole pack
     again = resume_with_an_agent(tmp_path, processes, uri, "tuner.pack=2")
@@ -98,7 +99,9 @@ def test_a_pack_finished_while_the_chief_was_lost_is_taken_from_its_record_not_t
 
 
 def test_a_trial_finished_while_the_chief_was_lost_is_not_trained_again_on_a_team_server(tmp_path, processes, postgres):
-    _, uri = start_server(tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}")
+    _, uri = start_server(
+        tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.migrated_name()}"
+    )
     server = ("tracking=server", "tuner.pack=1")
     (taken,) = lose_the_chief_under_an_agent(tmp_path, processes, uri, *server)
     resume_with_an_agent(tmp_path, processes, uri, *server)
@@ -108,7 +111,7 @@ def test_a_trial_finished_while_the_chief_was_lost_is_not_trained_again_on_a_tea
 def test_trials_finished_by_local_workers_of_a_stopped_chief_are_not_trained_again(tmp_path, processes):
     """The chief stopped (SIGSTOP) while its two workers train: they finish their trials, cannot
     report them, and exit; then the chief is killed and the same command resumes the search."""
-    uri = sqlite_uri(tmp_path)
+    uri = sqlite_uri(tmp_path / "mlruns")
     chief = start_chief(tmp_path, processes, *SEARCH, "tuner.pack=1", workers=2, uri=uri)
     until(lambda: training(uri), 300, "a trial half trained", chief)
     stop_outside_the_store(chief.proc.pid, store_file(tmp_path), group=False)  # not its workers (its group)

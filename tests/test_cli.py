@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port, serving
 from processes import Process, env, until
+from stores import sqlite_uri
 
 from sweeplab import __version__
 from sweeplab.errors import ConfigError, TrackingError, command_boundary
@@ -42,7 +43,7 @@ def empty_store(tmp_path_factory):
     from mlflow import MlflowClient
 
     folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = sqlite_uri(folder)
     MlflowClient(tracking_uri=uri).create_experiment("known")
     return uri
 

@@ -252,8 +252,8 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("overrides, key, expected", BAD_INPUTS, ids=[o[0] for o, _, _ in BAD_INPUTS])
-def test_bad_input_names_the_key_and_creates_no_run(make_config, store, overrides, key, expected):
-    cfg = make_config([*store["overrides"], *overrides])
+def test_bad_input_names_the_key_and_creates_no_run(make_config, no_store, overrides, key, expected):
+    cfg = make_config([*no_store["overrides"], *overrides])
     with pytest.raises(ConfigError) as info:
         run(cfg)
     message = str(info.value)
@@ -266,7 +266,7 @@ def test_bad_input_names_the_key_and_creates_no_run(make_config, store, override
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["another certificate's key", "an encrypted key"])
 def test_a_tls_key_that_is_not_the_certificates_names_the_key_and_creates_no_run(
-    make_config, store, tmp_path, encrypted
+    make_config, no_store, tmp_path, encrypted
 ):
     """gRPC would only fail to listen, which read as a busy port."""
     from certs import self_signed
@@ -284,7 +284,7 @@ def test_a_tls_key_that_is_not_the_certificates_names_the_key_and_creates_no_run
             )
         )
     cfg = make_config(
-        [*store["overrides"], "tuner.workers=0", f"tuner.oracle.tls_cert={cert}", f"tuner.oracle.tls_key={key}"]
+        [*no_store["overrides"], "tuner.workers=0", f"tuner.oracle.tls_cert={cert}", f"tuner.oracle.tls_key={key}"]
     )
     with pytest.raises(ConfigError) as info:
         run(cfg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from conftest import FIXED_MLP, TINY
 from mlflow import MlflowClient
+from stores import sqlite_uri
 
 from sweeplab.app import run
 from sweeplab.errors import ConfigError
@@ -32,7 +33,7 @@ def trials(uri: str, experiment_id: str, status: str = "FINISHED") -> dict:
 
 
 def search(tmp_path, make_config, name: str, *overrides: str):
-    uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / name)
     cfg = make_config([*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / name / 'state'}", *overrides])
     return uri, run(cfg)
 

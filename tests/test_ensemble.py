@@ -12,6 +12,7 @@ import pytest
 from conftest import CONF_DIR, TINY
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from stores import sqlite_uri
 
 from sweeplab.ensemble import selection
 from sweeplab.errors import EnsembleError
@@ -170,7 +171,7 @@ def sweep(tmp_path_factory):
     from sweeplab.app import run
 
     root = tmp_path_factory.mktemp("sweep")
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(root / "mlruns")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)

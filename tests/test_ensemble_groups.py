@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 from conftest import TINY, compose_config
+from stores import sqlite_uri
 
 from sweeplab.ensemble import encoding
 from sweeplab.errors import SweeplabError
@@ -73,7 +74,7 @@ VARIANT = ["model=mlp_variant", "model.optimizer=adam", "model.learning_rate=0.0
 
 
 def _config(root: Path, experiment: str, extra: list[str]):
-    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(root / "mlruns")
     return compose_config(
         [*TINY, f"tracking.uri={uri}", f"state_dir={root / 'state'}", f"tracking.experiment={experiment}", *extra]
     )

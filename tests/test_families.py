@@ -309,16 +309,16 @@ def assert_no_store(tmp_path: Path):
         (["model=multi_output", "+model.heads.label={loss: huber}"], ConfigError, "model.heads.label"),
     ],
 )
-def test_bad_input_fails_before_any_run(overrides, error, says, store, make_config, tmp_path):
+def test_bad_input_fails_before_any_run(overrides, error, says, no_store, make_config, tmp_path):
     from sweeplab.app import run
 
     with pytest.raises(error, match=says.replace(".", r"\.")):
-        run(make_config([*TINY, *store["overrides"], *overrides]))
+        run(make_config([*TINY, *no_store["overrides"], *overrides]))
     assert_no_store(tmp_path)
 
 
 @pytest.mark.parametrize("problem", ["missing column", "non-numeric"])
-def test_bad_csv_fails_before_any_run(problem, store, make_config, tmp_path):
+def test_bad_csv_fails_before_any_run(problem, no_store, make_config, tmp_path):
     from sweeplab.app import run
 
     table = tmp_path / "table.csv"
@@ -334,5 +334,5 @@ def test_bad_csv_fails_before_any_run(problem, store, make_config, tmp_path):
         "data.targets={label: classification}",
     ]
     with pytest.raises(DataError, match="'c'" if problem == "missing column" else "'two'"):
-        run(make_config([*TINY, *store["overrides"], *overrides]))
+        run(make_config([*TINY, *no_store["overrides"], *overrides]))
     assert_no_store(tmp_path)

@@ -27,8 +27,7 @@ SECRET = "s3cretpw"
 @pytest.fixture
 def postgres_uri(postgres):
     """A fresh PostgreSQL database; trust authentication accepts any password, so the URI can carry one."""
-    name = postgres.new_name()
-    postgres.create(name)
+    name = postgres.migrated_name()
     return f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:5432/{name}"
 
 

@@ -17,6 +17,7 @@ from certs import self_signed
 from conftest import unavailable
 from mlflow import MlflowClient
 from processes import Process, until
+from stores import sqlite_uri
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,7 @@ def start_server(hosts: dict, tmp_path, processes: list, postgres) -> str:
         tmp_path,
         tmp_path / "server.log",
         extra_env={
-            "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}",
+            "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.migrated_name()}",
             "ARTIFACTS": str(tmp_path / "artifacts"),
             "SWEEPLAB_ADMIN_PASSWORD": PASSWORD,
         },
@@ -189,7 +190,7 @@ def test_a_search_served_from_one_host_is_trained_by_agents_on_two_others(
 
 
 def test_an_oracle_off_loopback_without_tls_says_it_is_in_clear(hosts, tmp_path, processes):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     chief = Process(
         in_namespace(
             hosts,

@@ -17,6 +17,7 @@ import time
 import pytest
 from conftest import free_port, serving
 from processes import env
+from stores import sqlite_uri
 from test_agents import printed_agent_command, start_agent, start_chief
 
 from sweeplab.job_names import job_name
@@ -167,7 +168,7 @@ def test_a_chief_waiting_for_an_agent_shows_its_status_and_the_agent_its_trials(
 
 
 def sweeplab_multirun(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path)
     return subprocess.run(
         [sys.executable, "-m", "sweeplab", "-m", "tuner=random,grid", f"tracking.uri={uri}", *overrides]
         + [f"state_dir={tmp_path / 'state'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
@@ -213,7 +214,7 @@ def test_each_line_of_a_multiruns_job_starts_with_its_name_and_the_end_with_none
 @pytest.mark.slow
 @pytest.mark.processes  # through conftest's `serving`, which the marking hook does not see into
 def test_the_browse_hint_says_open_when_a_ui_answers_and_how_to_start_one_when_none_does(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path)
     port = free_port()
     local_ui = f"http://127.0.0.1:{port}"
     address = f"{local_ui}/#/experiments/1/runs?workflowType=machine_learning"

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from mlflow import MlflowClient
 from processes import env
+from stores import sqlite_uri
 
 TINY_CLI = ["++tuner.max_epochs=2", "tuner.max_trials=2", "trainer.epochs=2", "trainer.verbose=0"]
 ALL_SEARCHES = "[sweeplab] experiment 'multi', all searches"
@@ -16,6 +17,7 @@ ALL_SEARCHES = "[sweeplab] experiment 'multi', all searches"
 
 def _run_multirun(tmp_path, sweep: list[str], *extra) -> subprocess.CompletedProcess:
     """`python -m sweeplab -m SWEEP ...` into experiment 'multi', as it ended."""
+    sqlite_uri(tmp_path / "mlruns")  # the store the jobs find by default, made before they start
     return subprocess.run(
         [sys.executable, "-m", "sweeplab", "-m", *sweep, *TINY_CLI, "tracking.experiment=multi", *extra],
         cwd=tmp_path,
@@ -33,7 +35,7 @@ def _multirun(tmp_path, sweep: list[str], *extra):
     assert result.returncode == 0, output[-3000:]
     assert "database is locked" not in output
     assert "Traceback" not in output
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"), result.stdout
+    return MlflowClient(tracking_uri=sqlite_uri(tmp_path / "mlruns")), result.stdout
 
 
 def _table(lines: list[str]) -> list[dict[str, str]]:

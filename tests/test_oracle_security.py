@@ -16,6 +16,7 @@ import pytest
 from certs import self_signed
 from conftest import free_port
 from processes import env, until
+from stores import sqlite_uri
 
 TOKEN = "the-search-token"
 
@@ -309,7 +310,7 @@ def _search_with_runs(tmp_path: Path, workers: list[str]):
 
     from sweeplab.tracking.runs import SearchRun, TrialRun
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(sqlite_uri(tmp_path))
     experiment_id = client.create_experiment("handover", artifact_location=(tmp_path / "artifacts").as_uri())
     parent = client.create_run(experiment_id, tags={"sweeplab.role": "search"})
     search = SearchRun.attach(client, experiment_id, parent.info.run_id)
@@ -400,7 +401,7 @@ def test_the_oracle_address_is_published_after_how_to_trust_it(tmp_path, tls):
             return super().log_text(run_id, text, artifact_file, *args, **kwargs)
 
     _client, search, _runs = _search_with_runs(tmp_path, [])
-    client = Recording(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = Recording(sqlite_uri(tmp_path))
     cert, key = self_signed(tmp_path, "127.0.0.1") if tls else (None, None)
     _publish(
         SearchRun.attach(client, search.experiment_id, search.run_id),
@@ -436,7 +437,7 @@ def test_a_search_over_tls_is_trained_by_an_agent_that_trusts_its_certificate(tm
     assert agent.wait(60) == 0, agent.output()[-3000:]
     assert "(TLS)" in agent.output()
     finished = assert_every_trial_finished_once(tmp_path)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(sqlite_uri(tmp_path / "mlruns"))
     search_id = finished[0].data.tags["mlflow.parentRunId"]
     logged = client.download_artifacts(search_id, "oracle-cert.pem", str(tmp_path))
     assert Path(logged).read_bytes() == cert.read_bytes()
@@ -460,7 +461,7 @@ def test_an_agent_refuses_a_swapped_certificate_or_a_downgrade_to_clear(tmp_path
     pin = x509.load_pem_x509_certificate(cert.read_bytes()).fingerprint(hashes.SHA256()).hex()
     assert command.endswith(f" --oracle-cert-sha256 {pin}"), command
     search_id = re.search(r"sweeplab\.agent (\w+) ", command).group(1)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(sqlite_uri(tmp_path / "mlruns"))
 
     forged, _ = self_signed(tmp_path, "127.0.0.1", name="forged")
     client.log_text(search_id, forged.read_text(), "oracle-cert.pem")

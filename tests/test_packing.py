@@ -19,6 +19,7 @@ import pytest
 from conftest import FIXED_MLP, TINY
 from mlflow import MlflowClient
 from processes import Process, env, until
+from stores import sqlite_uri
 
 from sweeplab.app import run
 
@@ -37,7 +38,7 @@ def logged_weights(uri: str, run_id: str) -> list[np.ndarray]:
 
 
 def search(tmp_path, make_config, name: str, *overrides: str):
-    uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / name)
     cfg = make_config(
         [*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / name / 'state'}", "ensemble=none", *overrides]
     )
@@ -314,7 +315,7 @@ def test_auto_packs_dense_families_and_leaves_conv_families_alone(make_config):
 
 
 def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     args = [
         sys.executable,
         "-m",
@@ -436,7 +437,7 @@ def start_chief_of_a_long_pack(tmp_path, uri: str) -> Process:
 def test_an_agent_that_loses_its_chief_fails_every_run_of_its_pack(tmp_path, processes):
     """The chief killed while an agent trains a pack: before it stops, the agent ends every
     run of the pack FAILED with the reason (not only one trial's, nor none)."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     chief = start_chief_of_a_long_pack(tmp_path, uri)
     processes.append(chief)
     found = until(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXED_MLP, TINY
 from mlflow import MlflowClient
+from stores import sqlite_uri
 
 from sweeplab.app import run
 from sweeplab.errors import ConfigError
@@ -25,7 +26,7 @@ WIDTHS_AND_RATES = [
 
 def test_a_search_logs_its_pareto_front_and_tags_exactly_the_trials_on_it(tmp_path, make_config, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path)
     result = run(make_config([*TINY, *WIDTHS_AND_RATES, f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"]))
     client = MlflowClient(uri)
     trials = client.search_runs([result.experiment_id], "tags.`sweeplab.role` = 'trial'")

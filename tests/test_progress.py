@@ -15,6 +15,7 @@ import keras_tuner as kt
 import pytest
 from conftest import TINY
 from mlflow import MlflowClient
+from stores import sqlite_uri
 
 from sweeplab.app import run
 from sweeplab.search import progress
@@ -25,7 +26,7 @@ KERAS_TUNER_DISPLAY = ("Search: Running Trial", "Best val_accuracy So Far", "Tot
 
 def search_output(tmp_path, make_config, capsys, *overrides: str):
     """(result, {run name: trial id}, {trial id: its score}, the lines printed) of a tiny search."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path)
     cfg = make_config([*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", "ensemble=none", *overrides])
     capsys.readouterr()
     result = run(cfg)
@@ -233,7 +234,7 @@ def test_a_search_on_an_80_column_terminal_prints_no_wider_line(tmp_path):
     leader, follower = pty.openpty()
     chunks: list[bytes] = []
     reader = drained(leader, chunks)
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     args = [*TINY, "tuner.max_trials=4", "tuner.pack=4", f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}"]
     search = subprocess.run(
         [sys.executable, "-m", "sweeplab", *args],

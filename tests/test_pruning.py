@@ -9,6 +9,7 @@ import pytest
 from conftest import FIXED_MLP, TINY
 from keras_tuner.src.engine import trial as trial_module
 from mlflow import MlflowClient
+from stores import sqlite_uri
 
 from sweeplab.app import run
 from sweeplab.config.validation import validate
@@ -35,7 +36,7 @@ def trial_runs(uri: str) -> list:
 
 
 def pruned_search(tmp_path, make_config, *overrides: str):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path)
     cfg = make_config(
         [*TINY, f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", "ensemble=none", *TWO_SPEEDS, *overrides]
     )
@@ -182,14 +183,14 @@ def test_a_pruner_with_hyperband_is_refused_naming_the_key(make_config):
 
 @pytest.mark.slow
 def test_an_agent_is_pruned_by_its_chief(tmp_path, processes):
-    from test_agents import printed_agent_command, sqlite_uri, start_agent, start_chief
+    from test_agents import printed_agent_command, start_agent, start_chief
 
     asha = ("pruner=asha", "pruner.min_epochs=2", "pruner.reduction_factor=2", "pruner.warmup_trials=1")
     chief = start_chief(tmp_path, processes, *TWO_SPEEDS, *asha, "tuner.pack=1")
     agent = start_agent(printed_agent_command(chief), tmp_path, processes, "agent")
     assert chief.wait() == 0, chief.output()[-3000:]
     assert agent.wait(60) == 0, agent.output()[-3000:]
-    runs = trial_runs(sqlite_uri(tmp_path))
+    runs = trial_runs(sqlite_uri(tmp_path / "mlruns"))
     pruned = [r for r in runs if "sweeplab.pruned" in r.data.tags]
     assert pruned and all(r.data.params["learning_rate"] == "1e-07" for r in pruned), [r.data.tags for r in runs]
     assert all(r.info.status == "FINISHED" and r.data.tags["sweeplab.worker"].startswith("agent-") for r in runs)

@@ -18,6 +18,7 @@ import numpy as np
 import processes
 import pytest
 from conftest import FIXED_MLP
+from stores import sqlite_uri
 
 from sweeplab.data.checks import check_arrays
 from sweeplab.errors import DataError, TrackingError
@@ -257,7 +258,7 @@ def test_epoch_metrics_written_in_the_background_are_retried_and_kept_in_order(t
     from sweeplab.tracking.epochs import EpochLogger
     from sweeplab.tracking.store import RetryingClient
 
-    raw = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    raw = MlflowClient(tracking_uri=sqlite_uri(tmp_path))
     experiment_id = raw.create_experiment("epochs", artifact_location=(tmp_path / "artifacts").as_uri())
     run_id = raw.create_run(experiment_id).info.run_id
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -366,7 +367,7 @@ def test_exception_while_building_fails_that_trial_only(store, make_config, tmp_
 def test_every_trial_failing_exits_nonzero_with_summary(tmp_path):
     """Every trial diverges (a learning rate of 1e9) and fails; the search tries all
     three; Keras Tuner's failure limit ends in a summary, not a traceback."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     result = run_cli(
         [
             f"tracking.uri={uri}",
@@ -397,7 +398,7 @@ def test_every_trial_failing_exits_nonzero_with_summary(tmp_path):
 def test_failure_limit_after_a_finished_trial_stops_the_search_with_exit_2(tmp_path):
     """Grid order: trial 0 (lr 0.01) finishes, trial 1 (lr 1e9) diverges; one failure in a row
     is the limit, so Keras Tuner stops before trial 2: SearchStoppedError, a summary, exit 2."""
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     result = run_cli(
         [
             f"tracking.uri={uri}",
@@ -447,7 +448,7 @@ def test_a_worker_exiting_nonzero_stops_the_search_with_exit_2(tmp_path):
     (site / "sitecustomize.py").write_text(CRASHING_WORKER)
     env = processes.env()
     env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     args = [
         f"tracking.uri={uri}",
         f"state_dir={tmp_path / 'state'}",
@@ -570,7 +571,7 @@ SLOW_TRIALS = [
 
 @pytest.mark.slow
 def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     args = [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *SLOW_TRIALS]
     client = client_for(uri)
 
@@ -617,7 +618,7 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path / "mlruns")
     args = [
         f"tracking.uri={uri}",
         f"state_dir={tmp_path / 'state'}",
@@ -716,6 +717,7 @@ def test_a_finished_trials_graphs_are_freed(store, make_config, monkeypatch):
 
 @pytest.mark.slow
 def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
+    # No store yet: the four jobs create it together, as a user's first multirun does.
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     args = [
         "-m",
@@ -779,7 +781,7 @@ def test_password_in_a_uri_is_never_logged(tmp_path):
     assert redact("postgresql://bob:pw123@127.0.0.1:5432/mlflow") == "postgresql://bob:***@127.0.0.1:5432/mlflow"
     assert display_uri("http://bob:pw123@127.0.0.1:5000") == "http://bob:***@127.0.0.1:5000"
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=sqlite_uri(tmp_path))
     experiment_id = client.create_experiment("safety", artifact_location=(tmp_path / "artifacts").as_uri())
     search = SearchRun(client, experiment_id, "key", fresh=True)
     run_id = search.start(
@@ -862,7 +864,7 @@ def test_logged_models_with_a_lambda_layer_are_refused_by_sweeplabs_loaders(tmp_
     from sweeplab.ensemble import builder as ensemble
     from sweeplab.tracking.logged_models import download_model
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri(tmp_path)
     client = MlflowClient(tracking_uri=uri)
     mlflow.set_tracking_uri(uri)  # MLflow resolves models:/ URIs against the global store
     experiment_id = client.create_experiment("safety", artifact_location=(tmp_path / "artifacts").as_uri())

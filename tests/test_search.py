@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import TINY, compose_config
 from mlflow import MlflowClient
+from stores import sqlite_uri
 
 from sweeplab.app import run
 from sweeplab.config.validation import validate
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.smoke
 def searched(tmp_path_factory):
     """Run one tiny search for the whole module (training is the slow part)."""
     tmp = tmp_path_factory.mktemp("search")
-    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    uri = sqlite_uri(tmp / "mlruns")
     overrides = [*TINY, f"tracking.uri={uri}", f"state_dir={tmp / 'state'}", "tracking.experiment=test-search"]
     cfg = compose_config(overrides)
     result = run(cfg, overrides=overrides)

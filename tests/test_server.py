@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY, free_port, serving
+from stores import sqlite_uri
 
 PNG = b"\x89PNG\r\n\x1a\n"
 REGISTERED = "served-search-ensemble"
@@ -31,7 +32,7 @@ def server(tmp_path, monkeypatch):
         "mlflow",
         "server",
         "--backend-store-uri",
-        f"sqlite:///{tmp_path / 'server.db'}",
+        sqlite_uri(tmp_path, "server.db"),
         "--serve-artifacts",
         "--artifacts-destination",
         artifacts,

@@ -116,7 +116,7 @@ def restart_with_a_new_admin_password(server: Process, tmp_path: Path, processes
 
 @pytest.mark.slow
 def test_a_member_reaches_only_its_experiments_never_the_login_store(tmp_path, processes, postgres):
-    db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}"
+    db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.migrated_name()}"
     server, uri = start(tmp_path, processes, db, "--auth", extra_env={"SWEEPLAB_ADMIN_PASSWORD": PASSWORD})
     admin = ("admin", PASSWORD)
     # Any character logs in, and the password shows in no output and no command line of the server's processes.
@@ -197,7 +197,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_with_tls_the_server_answers_https_only(tmp_path, processes, postgres, monkeypatch):
     cert, key = self_signed(tmp_path)
-    db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}"
+    db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.migrated_name()}"
     server, uri = start(
         tmp_path,
         processes,

@@ -18,6 +18,7 @@ import pytest
 from conftest import TINY, free_port, serving
 from mlflow import MlflowClient
 from processes import env
+from stores import sqlite_uri
 
 from sweeplab.app import run
 from sweeplab.config.validation import validate
@@ -157,31 +158,10 @@ def _finished_trials(client, result) -> int:
     )
 
 
-def test_deleting_the_store_starts_the_searches_afresh(store, make_config, tmp_path):
-    overrides = [*TINY, *store["overrides"], "ensemble=none"]
-    run(make_config(overrides))
-    shutil.rmtree(tmp_path / "mlruns")  # the natural way to start over; .sweeplab state stays
-    # A new process, as a user's next command (this one keeps the deleted database open).
-    again = subprocess.run(
-        [sys.executable, "-m", "sweeplab", *overrides],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env(),
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("no run of search") == 1
-    client = MlflowClient(store["uri"])
-    experiment_id = client.get_experiment_by_name("sweeplab").experiment_id
-    (search,) = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'search'")
-    assert _finished_trials(client, SimpleNamespace(experiment_id=experiment_id, parent_run_id=search.info.run_id)) == 2
-
-
-def test_another_store_with_the_same_experiment_name_starts_afresh(store, make_config, tmp_path, capsys):
+def test_another_store_or_a_deleted_one_starts_the_search_afresh(store, make_config, tmp_path, capsys):
     overrides = [*TINY, *store["overrides"], "ensemble=none"]
     first = run(make_config(overrides))
-    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    other = sqlite_uri(tmp_path / "other")
     capsys.readouterr()
     again = run(make_config([*overrides, f"tracking.uri={other}"]))
     assert "no run of search" in capsys.readouterr().out
@@ -189,3 +169,22 @@ def test_another_store_with_the_same_experiment_name_starts_afresh(store, make_c
     # Coming back to the first store resumes its search: nothing is trained again.
     back = run(make_config(overrides))
     assert back.parent_run_id == first.parent_run_id and _finished_trials(MlflowClient(store["uri"]), back) == 2
+
+    shutil.rmtree(tmp_path / "mlruns")  # the natural way to start over; .sweeplab state stays
+    # A new process, as a user's next command (this one keeps the deleted database open).
+    afresh = subprocess.run(
+        [sys.executable, "-m", "sweeplab", *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env(),
+    )
+    assert afresh.returncode == 0, afresh.stderr[-3000:]
+    assert afresh.stdout.count("no run of search") == 1
+    # Another URI of the same file: this process's MLflow still holds the deleted one open by the first.
+    client = MlflowClient(f"{store['uri']}?timeout=30")
+    experiment_id = client.get_experiment_by_name("sweeplab").experiment_id
+    (search,) = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'search'")
+    assert search.info.run_id != first.parent_run_id
+    assert _finished_trials(client, SimpleNamespace(experiment_id=experiment_id, parent_run_id=search.info.run_id)) == 2

@@ -15,6 +15,7 @@ from conftest import free_port
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from processes import Process, until
+from stores import sqlite_uri
 
 RETRYING = "[sweeplab] MLflow "
 
@@ -33,7 +34,7 @@ def test_a_refused_connection_is_transient_and_a_bad_request_is_not(tmp_path, mo
     assert refused.value.error_code == "INTERNAL_ERROR" and "Connection refused" in str(refused.value)
     assert is_transient(refused.value)
     with pytest.raises(MlflowException) as missing:
-        MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").log_metric("0" * 32, "loss", 1.0)
+        MlflowClient(sqlite_uri(tmp_path)).log_metric("0" * 32, "loss", 1.0)
     assert not is_transient(missing.value)
 
 
@@ -69,14 +70,14 @@ def test_a_write_retries_within_its_budget_then_gives_up(monkeypatch, capsys):
     assert capsys.readouterr().out.count("MLflow log_metric failed (API request to") == len(store.tries) - 1
 
 
-def test_a_bad_write_budget_fails_before_the_store_is_touched(store, make_config, monkeypatch):
+def test_a_bad_write_budget_fails_before_the_store_is_touched(no_store, make_config, monkeypatch):
     from sweeplab.config.validation import validate
     from sweeplab.errors import TrackingError
     from sweeplab.tracking.store import connect
 
     monkeypatch.setenv("SWEEPLAB_WRITE_BUDGET_S", "two minutes")
     with pytest.raises(TrackingError, match="SWEEPLAB_WRITE_BUDGET_S: got 'two minutes'; expected a number"):
-        connect(validate(make_config(store["overrides"])).tracking)
+        connect(validate(make_config(no_store["overrides"])).tracking)
     assert not Path("mlruns").exists()
 
 
@@ -87,7 +88,7 @@ def start_server(tmp_path: Path, processes: list, port: int, log: str) -> Proces
             str(bin_dir / "mlflow"),
             "server",
             "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
+            sqlite_uri(tmp_path, "server.db"),
             "--serve-artifacts",
             "--artifacts-destination",
             str(tmp_path / "server-artifacts"),

@@ -100,7 +100,7 @@ def test_off_loopback_the_server_refuses_to_start_without_a_password(tmp_path):
 
 
 def test_with_basic_auth_only_a_login_gets_in(tmp_path, processes, postgres):
-    db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}"
+    db = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.migrated_name()}"
     server, uri = start_server(tmp_path, processes, db, "--auth", extra_env={"SWEEPLAB_ADMIN_PASSWORD": PASSWORD})
     assert PASSWORD not in " ".join(map(str, server.proc.args)) and PASSWORD not in server.output()
     for path in (
@@ -220,7 +220,7 @@ def test_a_database_stopped_for_a_moment_loses_nothing(tmp_path, processes, priv
 
 def test_four_agents_train_24_trials_once_against_one_postgresql_server(tmp_path, processes, postgres):
     server, uri = start_server(
-        tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.new_name()}"
+        tmp_path, processes, f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres.migrated_name()}"
     )
     chief = search(
         tmp_path,
