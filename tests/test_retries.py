@@ -114,3 +114,38 @@ def test_a_trial_whose_agent_is_lost_past_the_limit_ends_failed(tmp_path):
     assert again.trial_id == trial.trial_id and not again.metrics.exists("val_loss")
     assert retries.hand_over(oracle, [oracle.ongoing_trials.pop("agent-b")], "agent lost") == []
     assert oracle.trials[trial.trial_id].status == "FAILED" and trial.trial_id not in oracle._retry_queue
+
+
+@pytest.mark.parametrize("retries_per_trial", [1, 0])
+def test_a_trial_lost_after_the_others_ran_out_of_trials_is_trained_by_one_of_them(tmp_path, retries_per_trial):
+    """Agent a finishes its trial once every trial has been handed out, while agent b still trains
+    the last: a waits (IDLE) instead of leaving, so that b's trial, handed over when b is lost,
+    is trained again. Without retries nothing can come back: a is told the search is over."""
+    import keras_tuner as kt
+
+    from sweeplab.search import retries
+
+    hp = kt.HyperParameters()
+    hp.Choice("units", [4, 8])
+    oracle = kt.oracles.RandomSearchOracle(
+        objective="val_loss", max_trials=2, hyperparameters=hp, max_retries_per_trial=retries_per_trial
+    )
+    oracle._set_project_dir(str(tmp_path), "lost-late")
+    retries.retry(oracle)
+    first, last = oracle.create_trial("agent-a"), oracle.create_trial("agent-b")
+    oracle.update_trial(first.trial_id, {"val_loss": 1.0}, step=0)
+    first.status = "COMPLETED"
+    oracle.end_trial(first)
+    told = oracle.create_trial("agent-a")
+    if not retries_per_trial:
+        assert told.status == "STOPPED" and "agent-a" not in oracle.tuner_ids
+        return
+    assert told.status == "IDLE" and "agent-a" in oracle.tuner_ids
+    assert retries.hand_over(oracle, [oracle.ongoing_trials.pop("agent-b")], "agent lost") == [last]
+    oracle.tuner_ids.discard("agent-b")
+    again = oracle.create_trial("agent-a")
+    assert again.status == "RUNNING" and again.trial_id == last.trial_id
+    oracle.update_trial(again.trial_id, {"val_loss": 0.5}, step=0)
+    again.status = "COMPLETED"
+    oracle.end_trial(again)
+    assert oracle.create_trial("agent-a").status == "STOPPED" and not oracle.tuner_ids

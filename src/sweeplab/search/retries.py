@@ -8,7 +8,10 @@ model that cannot be built: `FailedTrialError`) is not. Two additions here:
   retried: it would be as large again. The trainer says so with the metric INFEASIBLE_METRIC,
   since a trial's message does not travel to the chief over gRPC and its metrics do;
 - a trial handed over from a lost worker or agent counts as a try (`hand_over`): one that loses
-  its agent every time (it kills the process) ends FAILED at the limit instead of going round.
+  its agent every time (it kills the process) ends FAILED at the limit instead of going round;
+- a tuner that asks once every trial has been handed out waits (IDLE) while trials still run
+  elsewhere, instead of being told the search is over (Keras Tuner's STOPPED, on which it exits):
+  the trial of a worker lost later needs someone left to train it again.
 A retried trial's epochs start afresh, and its new run names the last one (tag `sweeplab.retry_of`).
 """
 
@@ -28,6 +31,10 @@ class RetryingOracle:
     def create_trial(self, tuner_id):
         retried = self._retry_queue[-1] if self._retry_queue else None
         trial = super().create_trial(tuner_id)
+        if trial.status == trial_module.TrialStatus.STOPPED and self.max_retries_per_trial and self.ongoing_trials:
+            self.tuner_ids.add(tuner_id)  # Keras Tuner let it go with STOPPED: it stays, waiting
+            trial.status = trial_module.TrialStatus.IDLE
+            return trial
         if trial.trial_id == retried:
             # A retry trains afresh: its earlier attempt's epochs must not mix with this one's.
             trial.metrics = MetricsTracker()
