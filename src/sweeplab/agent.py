@@ -12,6 +12,9 @@ run (`oracle-cert.pem`), or `--oracle-cert` / SWEEPLAB_ORACLE_CERT. Whoever may
 edit the search run could replace that certificate: `--oracle-cert-sha256` /
 SWEEPLAB_ORACLE_CERT_SHA256 (in the command the search prints) pins it, and an
 agent never falls back to a clear oracle for a search configured with TLS.
+
+`tuner.launcher=ray|slurm` starts agents with this command as the children of Ray actors or SLURM
+jobs (search/launchers.py), the store's URI and the secrets in their environment.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import argparse
 import os
 import sys
 
-from sweeplab.config.schema import ORACLE_CERT_ENV, ORACLE_CERT_SHA256_ENV, ORACLE_TOKEN_ENV
+from sweeplab.config.schema import AGENT_NAME_ENV, ORACLE_CERT_ENV, ORACLE_CERT_SHA256_ENV, ORACLE_TOKEN_ENV
 from sweeplab.errors import SweeplabError, command_boundary
 from sweeplab.tracking.store import add_tracking_uri_argument
 
@@ -136,7 +139,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m sweeplab.agent") 
     cfg, address, tls = joined_search(args.search_run_id, args.tracking_uri, args.oracle_cert, args.oracle_cert_sha256)
     from sweeplab.search.worker import new_tuner_id, train_trials
 
-    return train_trials(cfg, args.search_run_id, address, token, new_tuner_id("agent"), name="agent", tls=tls)
+    # A launcher's agent (tuner.launcher=ray|slurm) is named by where it runs: its trial runs' sweeplab.worker
+    # tag is `<name>-<hex>@<host>:<pid>`, of which the chief's hand-over reads the part before `@`.
+    name = os.environ.get(AGENT_NAME_ENV) or "agent"
+    return train_trials(cfg, args.search_run_id, address, token, new_tuner_id(name), name=name, tls=tls)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ NOT_IDENTITY = {
     "compare_by": EVERY_KEY,
     "pareto": EVERY_KEY,
     # pack: a trial trained in a pack ends as it would alone.
-    "tuner": {"overwrite", "workers", "oracle", "pack"},
+    "tuner": {"overwrite", "workers", "oracle", "pack", "launcher", "ray", "slurm"},
     "trainer": {"verbose", "steps_per_execution", "best_weights", "tensorboard"},
 }
 

@@ -56,6 +56,8 @@ class DataConfig:
 
 # The shared secret of an oracle listening off loopback (workers and agents send it).
 ORACLE_TOKEN_ENV = "SWEEPLAB_ORACLE_TOKEN"
+# The name of an agent that a launcher placed (`ray:<node>:<actor>`, `slurm:<host>:<job>`): its tuner ids start with it.
+AGENT_NAME_ENV = "SWEEPLAB_AGENT_NAME"
 # The oracle's TLS certificate for workers and agents (a file), when not taken from the search run.
 ORACLE_CERT_ENV = "SWEEPLAB_ORACLE_CERT"
 # The SHA-256 an agent requires of the oracle's certificate (the search prints it in the agent command).
@@ -79,6 +81,47 @@ class OracleConfig:
     # them the token and every trial cross the network in clear.
     tls_cert: str | None = None
     tls_key: str | None = None
+
+
+class LauncherKind(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+    slurm = "slurm"
+
+
+@dataclass
+class RayLauncherConfig:
+    """Agents as Ray actors (tuner.launcher=ray); needs `pip install -e '.[ray]'`."""
+
+    # The cluster (ray://... or host:port); null: $RAY_ADDRESS, else a Ray started on this machine.
+    address: str | None = None
+    # What each agent reserves on its node (fractions allowed, e.g. 0.5 GPU).
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    # Times Ray restarts an agent that died (its node lost, killed); its trial goes to another.
+    max_restarts: int = 3
+
+
+class SlurmExecutor(str, enum.Enum):
+    slurm = "slurm"
+    # submitit's LocalExecutor: the same jobs as processes of this machine (no SLURM needed).
+    local = "local"
+
+
+@dataclass
+class SlurmLauncherConfig:
+    """Agents as a SLURM job array (tuner.launcher=slurm) through submitit; needs `pip install -e '.[slurm]'`."""
+
+    executor: SlurmExecutor = SlurmExecutor.slurm
+    # Where submitit keeps the jobs' logs (%j: the job id); null: submitit/%j in the search's tuner state.
+    folder: str | None = None
+    # null: the cluster's default partition.
+    partition: str | None = None
+    time_min: int = 60
+    cpus_per_task: int = 1
+    gpus_per_node: int = 0
+    # null: the partition's default memory.
+    mem_gb: float | None = None
 
 
 @dataclass
@@ -108,6 +151,11 @@ class TunerConfig:
     workers: int = 1
     # Where the oracle listens for local workers and agents (tuner.workers != 1).
     oracle: OracleConfig = field(default_factory=OracleConfig)
+    # Who starts the tuner.workers agents: local (processes of this machine), ray (actors on a
+    # Ray cluster, tuner.ray) or slurm (a SLURM job array, tuner.slurm).
+    launcher: LauncherKind = LauncherKind.local
+    ray: RayLauncherConfig = field(default_factory=RayLauncherConfig)
+    slurm: SlurmLauncherConfig = field(default_factory=SlurmLauncherConfig)
     # Trials trained together as branches of one graph (horizontal fusion): an integer, or
     # auto (8 for dense families, one at a time where trials cannot share a graph cheaply).
     pack: Any = "auto"

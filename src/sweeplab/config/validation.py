@@ -24,6 +24,7 @@ from sweeplab.config.schema import (
     AppConfig,
     DataConfig,
     EnsembleConfig,
+    LauncherKind,
     OracleConfig,
     PrunerConfig,
     PrunerKind,
@@ -140,6 +141,7 @@ def _check_tuner(tuner: TunerConfig, space: Space) -> None:
     if tuner.workers < 0:
         raise ConfigError("tuner.workers", tuner.workers, "an integer >= 0 (0: only agents train)")
     _check_oracle(tuner.oracle)
+    _check_launcher(tuner)
     if tuner.pack != "auto" and (isinstance(tuner.pack, bool) or not isinstance(tuner.pack, int) or tuner.pack < 1):
         raise ConfigError("tuner.pack", tuner.pack, "auto, or an integer >= 1 (trials trained together)")
     if tuner.kind in (TunerKind.random, TunerKind.bayesian) and tuner.max_trials is None:
@@ -226,6 +228,29 @@ def _check_pareto(pareto: list[str] | None) -> None:
         metrics.append(metric)
     if len(metrics) < 2:
         raise ConfigError("pareto", pareto, f"null (the objective and params) or two metrics or more, {example}")
+
+
+def _check_launcher(tuner: TunerConfig) -> None:
+    """tuner.launcher=ray|slurm places tuner.workers agents; their sizes are checked here, not on the cluster."""
+    if tuner.launcher == LauncherKind.local:
+        return
+    name = tuner.launcher.value
+    if tuner.workers < 2:
+        # 1 trains in the search's own process and 0 places none: either way no agent would start.
+        raise ConfigError("tuner.workers", tuner.workers, f"an integer >= 2 with tuner.launcher={name} (its agents)")
+    if name == "ray":
+        for key in ("num_cpus", "num_gpus"):
+            if getattr(tuner.ray, key) < 0:
+                raise ConfigError(f"tuner.ray.{key}", getattr(tuner.ray, key), "a number >= 0 (fractions allowed)")
+        if tuner.ray.max_restarts < -1:
+            raise ConfigError("tuner.ray.max_restarts", tuner.ray.max_restarts, "an integer >= 0 (-1: no limit)")
+        return
+    for key in ("time_min", "cpus_per_task"):
+        _positive(f"tuner.slurm.{key}", getattr(tuner.slurm, key))
+    if tuner.slurm.gpus_per_node < 0:
+        raise ConfigError("tuner.slurm.gpus_per_node", tuner.slurm.gpus_per_node, "an integer >= 0")
+    if tuner.slurm.mem_gb is not None and tuner.slurm.mem_gb <= 0:
+        raise ConfigError("tuner.slurm.mem_gb", tuner.slurm.mem_gb, "null (the partition's default) or a number > 0")
 
 
 def _check_oracle(oracle: OracleConfig) -> None:

@@ -22,7 +22,6 @@ import os
 import shlex
 import signal
 import socket
-import subprocess
 import sys
 import time
 from concurrent import futures
@@ -40,7 +39,6 @@ ENV_WORKERS = "SWEEPLAB_WORKERS"
 ENV_TRACKING_URI = "SWEEPLAB_TRACKING_URI"
 # The name the oracle's certificate carries, for local workers that connect by 127.0.0.1.
 ENV_ORACLE_NAME = "SWEEPLAB_ORACLE_NAME"
-_INTERRUPT_GRACE_S = 60
 _POLL_S = 0.2
 _STORE_TRIES = 3  # a hand-over's look-up of the lost runs, before it goes on without
 
@@ -49,6 +47,7 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
     """Serve `tuner`'s oracle to the search's local workers and to agents until every trial is done."""
     from omegaconf import OmegaConf
 
+    from sweeplab.search import launchers
     from sweeplab.search.oracle_access import Access, search_token
     from sweeplab.tracking.store import redact
 
@@ -64,29 +63,32 @@ def serve(tuner, cfg, search_run, project_dir: Path) -> None:
     server, servicer, port = _start_server(tuner.oracle, oracle_cfg, access, workers)
     address = f"{_advertised(oracle_cfg.host)}:{port}"
     _publish(search_run, oracle_cfg, address)
-    print(f"[sweeplab] oracle of this search at {address}; {workers} local worker(s)", flush=True)
+    print(f"[sweeplab] oracle of this search at {address}; {_workers(cfg)}", flush=True)
     joining = agent_command(search_run, cfg, token, project_dir)
     print(f"[sweeplab] agents join from any machine with:\n  {joining}", flush=True)
 
-    procs = []
+    launcher, agents = launchers.for_config(cfg), []
     try:
         env = _worker_env(cfg, search_run, token, address, port)
-        for index in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "sweeplab.search.worker", str(config_file)],
-                    env={**env, "KERASTUNER_TUNER_ID": f"{WORKER_PREFIX}{index}"},
-                )
-            )
-        _serve_until_done(tuner.oracle, servicer, procs, access, search_run, cfg)
-        codes = [proc.wait() for proc in procs]
+        placement = launchers.Placement(cfg, search_run.run_id, config_file, env, project_dir)
+        agents = launcher.start(placement, workers)
+        _serve_until_done(tuner.oracle, servicer, agents, access, search_run, cfg)
+        codes = [agent.wait() for agent in agents]
     except BaseException:
-        _stop(procs)
+        launcher.stop(agents)
         raise
     finally:
+        launcher.close()
         server.stop(grace=None)
         tuner.save()
     _check_exits(codes)
+
+
+def _workers(cfg) -> str:
+    launcher = cfg.tuner.launcher.value
+    if launcher == "local":
+        return f"{cfg.tuner.workers} local worker(s)"
+    return f"{cfg.tuner.workers} agent(s) started by tuner.launcher={launcher}"
 
 
 def _serve_until_done(oracle, servicer, procs: list, access, search_run, cfg) -> None:
@@ -303,18 +305,3 @@ def _hand_over(oracle, tuner_id: str, search_run, lease_s: float) -> None:
         "(a resumed search marks them)",
         flush=True,
     )
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """Ctrl-C reached the workers too (one process group): let them mark their runs KILLED."""
-    deadline = time.monotonic() + 5
-    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=_INTERRUPT_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
