@@ -19,13 +19,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER_SETTINGS = ("DB_URI", "ARTIFACTS", "SERVER_STATE", "TLS_CERT", "TLS_KEY")
 
 
+# Set by `slow_epochs`: read by tests/slow_epochs/sitecustomize.py in the processes a test starts.
+EPOCH_S = "SWEEPLAB_TEST_EPOCH_S"
+
+
+def slow_epochs(monkeypatch, seconds: float) -> None:
+    """Every Keras epoch of the processes this test starts ends `seconds` later (a sleep): trials
+    long enough to kill or stop mid-way that train a few batches, not thousands (CPU is what the
+    suite runs short of on 2 cores)."""
+    monkeypatch.setenv(EPOCH_S, str(seconds))
+
+
 def env() -> dict:
     """The environment of every process a test starts: this checkout's sweeplab, no store or server
     settings of the caller's, quiet TensorFlow, output written as it comes (tests read it meanwhile)."""
     inherited = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
+    paths = [str(ROOT / "tests" / "slow_epochs")] if os.environ.get(EPOCH_S) else []
     return {
         **inherited,
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": os.pathsep.join([*paths, str(ROOT / "src")]),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "MLFLOW_TRACKING_URI": "",
         "PYTHONUNBUFFERED": "1",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from processes import Process, stop_outside_the_store, until
+from processes import Process, slow_epochs, stop_outside_the_store, until
 from stores import sqlite_uri
 
 pytestmark = pytest.mark.slow
@@ -27,16 +27,15 @@ pytestmark = pytest.mark.slow
 TRIALS = 4
 
 
-# Trials of several seconds (tiny batches, one step per call), one at a time, so that a process
+# Trials of 15 s or more (30 epochs of 0.5 s: `slow_epochs`), one at a time, so that a process
 # killed or stopped mid-trial is.
 SLOW_TRIALS = (
     "tuner.max_trials=2",
     "tuner.pack=1",
-    "trainer.batch_size=4",
-    "trainer.steps_per_execution=1",
     "trainer.epochs=30",
     "trainer.early_stopping.enabled=false",
 )
+SLOW_EPOCH_S = 0.5
 # Trials of a few seconds, one at a time, for two agents that each wait, stopped, while the other
 # starts (`start_two_agents_that_both_train`): a lease that outlasts the other's start.
 SHARED_TRIALS = (
@@ -196,7 +195,8 @@ def test_a_search_without_local_workers_is_trained_by_two_agents_even_with_one_h
     assert "Leaderboard (by val_accuracy; 4 of 4 finished trials)" in chief.output()
 
 
-def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processes):
+def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processes, monkeypatch):
+    slow_epochs(monkeypatch, SLOW_EPOCH_S)
     chief = start_chief(tmp_path, processes, *SLOW_TRIALS, *SHORT_LEASE)
     command = printed_agent_command(chief)
     doomed = start_agent(command, tmp_path, processes, "doomed")
@@ -286,7 +286,8 @@ def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(t
     assert client.get_run(lost.info.run_id).info.status == "FAILED"
 
 
-def test_a_killed_chief_stops_its_agents_and_a_rerun_resumes(tmp_path, processes):
+def test_a_killed_chief_stops_its_agents_and_a_rerun_resumes(tmp_path, processes, monkeypatch):
+    slow_epochs(monkeypatch, SLOW_EPOCH_S)
     extra = (*SLOW_TRIALS, "tuner.oracle.wait_s=4")
     chief = start_chief(tmp_path, processes, *extra)
     agent = start_agent(printed_agent_command(chief), tmp_path, processes, "agent")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import FIXED_MLP, TINY
 from mlflow import MlflowClient
-from processes import Process, env, until
+from processes import Process, env, slow_epochs, until
 from stores import sqlite_uri
 
 from sweeplab.app import run
@@ -314,7 +314,8 @@ def test_auto_packs_dense_families_and_leaves_conv_families_alone(make_config):
         validate(make_config(["tuner.pack=0"]))
 
 
-def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path):
+def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path, monkeypatch):
+    slow_epochs(monkeypatch, 0.25)  # packs of 30 epochs that last long enough to be killed mid-way
     uri = sqlite_uri(tmp_path / "mlruns")
     args = [
         sys.executable,
@@ -326,8 +327,6 @@ def test_kill_9_during_a_pack_then_resume_trains_every_trial_once(tmp_path):
         "tuner.max_trials=4",
         "trainer.epochs=30",
         "trainer.early_stopping.enabled=false",
-        "trainer.batch_size=8",
-        "trainer.steps_per_execution=1",
         "trainer.verbose=0",
         "ensemble=none",
     ]

@@ -567,12 +567,16 @@ SLOW_TRIALS = [
     "tracking.log_models=false",
     "ensemble=none",
 ]
+# The same for a search in its own process: epochs of 0.4 s or more (`slow_epochs`) at little CPU.
+SLOW_CLI_TRIALS = [o for o in SLOW_TRIALS if not o.startswith("trainer.batch_size=")]
+SLOW_EPOCH_S = 0.4
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
+def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path, monkeypatch):
+    processes.slow_epochs(monkeypatch, SLOW_EPOCH_S)
     uri = sqlite_uri(tmp_path / "mlruns")
-    args = [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *SLOW_TRIALS]
+    args = [f"tracking.uri={uri}", f"state_dir={tmp_path / 'state'}", *SLOW_CLI_TRIALS]
     client = client_for(uri)
 
     # 1. Ctrl-C during trial 0.
@@ -617,12 +621,13 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_the_budget_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path):
+def test_two_workers_share_one_search_through_ctrl_c_and_resume(tmp_path, monkeypatch):
+    processes.slow_epochs(monkeypatch, SLOW_EPOCH_S)
     uri = sqlite_uri(tmp_path / "mlruns")
     args = [
         f"tracking.uri={uri}",
         f"state_dir={tmp_path / 'state'}",
-        *SLOW_TRIALS,
+        *SLOW_CLI_TRIALS,
         "tuner.max_trials=4",
         "trainer.epochs=8",
         "tuner.workers=2",
