@@ -145,7 +145,8 @@ def search(cfg: AppConfig, dataset, family, search_run, project: str):
         if search_run.resumed:
             reconcile.accept_recorded(tuner)
             tuner.rerecord_unlogged()
-        if cfg.tuner.workers != 1:  # other processes train: local workers, agents
+        # Other processes train: local workers, agents, a launcher's agents (tuner.launcher=ray|slurm).
+        if cfg.tuner.workers != 1 or cfg.tuner.launcher.value != "local":
             chief.serve(tuner, cfg, search_run, Path(directory) / project)
             reconcile.accept_recorded(tuner)  # a worker lost right after the oracle took its result
         else:

@@ -235,9 +235,8 @@ def _check_launcher(tuner: TunerConfig) -> None:
     if tuner.launcher == LauncherKind.local:
         return
     name = tuner.launcher.value
-    if tuner.workers < 2:
-        # 1 trains in the search's own process and 0 places none: either way no agent would start.
-        raise ConfigError("tuner.workers", tuner.workers, f"an integer >= 2 with tuner.launcher={name} (its agents)")
+    if tuner.workers < 1:
+        raise ConfigError("tuner.workers", tuner.workers, f"an integer >= 1 with tuner.launcher={name} (its agents)")
     if name == "ray":
         for key in ("num_cpus", "num_gpus"):
             if getattr(tuner.ray, key) < 0:
