@@ -112,6 +112,30 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class _PlacedAgent:
+    """An agent a cluster runs (a Ray actor's task, a SLURM job) as the chief polls it, like a
+    local worker's Popen: its exit code once it has ended, _EXIT_LOST if the cluster lost it."""
+
+    code: int | None = None
+    poll_s = 0.2
+
+    def _ended(self) -> bool:
+        raise NotImplementedError
+
+    def _exit_code(self) -> int:
+        raise NotImplementedError
+
+    def poll(self) -> int | None:
+        if self.code is None and self._ended():
+            self.code = self._exit_code()
+        return self.code
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(self.poll_s)
+        return self.code
+
+
 # --- local: processes of this machine (tuner.workers > 1 without a launcher) -------------------------
 
 
@@ -169,25 +193,21 @@ class RayAgent:
         return run_agent(search_run_id, name)
 
 
-class _RayTask:
+class _RayTask(_PlacedAgent):
     """An actor's agent task as the chief polls it."""
 
     def __init__(self, ray, ref):
-        self.ray, self.ref, self.code = ray, ref, None
+        self.ray, self.ref = ray, ref
 
-    def poll(self) -> int | None:
-        if self.code is None and self.ray.wait([self.ref], timeout=0)[0]:
-            try:
-                self.code = self.ray.get(self.ref)
-            except self.ray.exceptions.RayError as err:  # the actor died past max_restarts
-                print(f"[sweeplab] a Ray agent is gone: {type(err).__name__}", flush=True)
-                self.code = _EXIT_LOST
-        return self.code
+    def _ended(self) -> bool:
+        return bool(self.ray.wait([self.ref], timeout=0)[0])
 
-    def wait(self) -> int:
-        while self.poll() is None:
-            time.sleep(0.2)
-        return self.code
+    def _exit_code(self) -> int:
+        try:
+            return self.ray.get(self.ref)
+        except self.ray.exceptions.RayError as err:  # the actor died past max_restarts
+            print(f"[sweeplab] a Ray agent is gone: {type(err).__name__}", flush=True)
+            return _EXIT_LOST
 
 
 class RayLauncher(Launcher):
@@ -246,23 +266,21 @@ def slurm_agent(search_run_id: str) -> int:
     return run_agent(search_run_id, f"slurm:{socket.gethostname()}:{job.job_id}")
 
 
-class _SlurmJob:
+class _SlurmJob(_PlacedAgent):
+    poll_s = 0.5
+
     def __init__(self, job):
-        self.job, self.code = job, None
+        self.job = job
 
-    def poll(self) -> int | None:
-        if self.code is None and self.job.done():
-            try:
-                self.code = self.job.result()
-            except Exception as err:  # submitit's: the job failed or ended without a result
-                print(f"[sweeplab] SLURM job {self.job.job_id}: {str(err).splitlines()[0]}", flush=True)
-                self.code = _EXIT_LOST
-        return self.code
+    def _ended(self) -> bool:
+        return self.job.done()
 
-    def wait(self) -> int:
-        while self.poll() is None:
-            time.sleep(0.5)
-        return self.code
+    def _exit_code(self) -> int:
+        try:
+            return self.job.result()
+        except Exception as err:  # submitit's: the job failed or ended without a result
+            print(f"[sweeplab] SLURM job {self.job.job_id}: {str(err).splitlines()[0]}", flush=True)
+            return _EXIT_LOST
 
 
 class SlurmLauncher(Launcher):
