@@ -19,13 +19,12 @@ import importlib.util
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from scale import Processes, wait_for  # noqa: E402
+from scale import Unavailable, summarise, team_server  # noqa: E402
 
 ARMS = ["1-agent", "2-agents", "4-agents"]
 
@@ -65,45 +64,23 @@ def one_finished_run_per_trial(client, experiment_id: str, trials: int) -> None:
 def arm(args, agents: int) -> dict:
     if importlib.util.find_spec("ray") is None:
         return dict(skipped="Ray is not installed (pip install -e '.[ray]')")
-    try:
-        import psycopg
+    from mlflow import MlflowClient
 
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5)
-    except Exception as err:  # no driver, no server
-        return dict(skipped=f"no PostgreSQL at 127.0.0.1:5432 ({type(err).__name__})")
-    database = f"sweeplab_bench_{uuid.uuid4().hex[:8]}"
     tmp = Path(args.tmp)
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "ARTIFACTS": str(tmp / "artifacts"),
-        "MLFLOW_TRACKING_URI": "",
-        "RAY_ADDRESS": "",
-        "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-    }
-    port = common.free_port()
-    team = Processes(tmp, env)
     try:
-        server, server_log = team.start(
-            [sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port)], "server"
-        )
-        wait_for(server_log, "tracking server ready", server)
-        begin = time.perf_counter()
-        chief, chief_log = team.start(search_command(args, port, agents, tmp), "search")
-        if chief.wait() != 0:
-            raise SystemExit(f"the search exited with {chief.returncode}:\n{chief_log.read_text()[-3000:]}")
-        wall = time.perf_counter() - begin
-        from mlflow import MlflowClient
-
-        client = MlflowClient(f"http://127.0.0.1:{port}")
-        experiment_id = client.get_experiment_by_name("sweeplab").experiment_id
-        one_finished_run_per_trial(client, experiment_id, args.trials)
-        (search,) = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'search'")
-        metrics = search.data.metrics
-    finally:
-        team.stop()
-        with admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        with team_server(tmp, {"RAY_ADDRESS": ""}) as (team, port):
+            begin = time.perf_counter()
+            chief, chief_log = team.start(search_command(args, port, agents, tmp), "search")
+            if chief.wait() != 0:
+                raise SystemExit(f"the search exited with {chief.returncode}:\n{chief_log.read_text()[-3000:]}")
+            wall = time.perf_counter() - begin
+            client = MlflowClient(f"http://127.0.0.1:{port}")
+            experiment_id = client.get_experiment_by_name("sweeplab").experiment_id
+            one_finished_run_per_trial(client, experiment_id, args.trials)
+            (search,) = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'search'")
+    except Unavailable as why:
+        return dict(skipped=str(why))
+    metrics = search.data.metrics
     finished = int(metrics["trials_finished"])
     return dict(wall=wall, trials=finished, per_minute=60 * finished / wall, best_val=metrics["best_val_accuracy"])
 
@@ -133,22 +110,7 @@ def main() -> None:
     )
     common.header(title, detail)
     results = common.alternate(__file__, ARMS, args.repeats, common.forward(args, ["trials", "epochs", "tuner_seed"]))
-    rows, summary = [], {}
-    for name in ARMS:
-        runs = [r for r in results[name] if "skipped" not in r]
-        if not runs:
-            print(f"{name}: skipped, {results[name][0]['skipped']}")
-            continue
-        summary[name] = common.mean(r["per_minute"] for r in runs)
-        rows.append(
-            [
-                name,
-                common.mean(r["trials"] for r in runs),
-                common.mean(r["wall"] for r in runs),
-                summary[name],
-                common.mean(r["best_val"] for r in runs),
-            ]
-        )
+    summary, rows = summarise(results, ARMS)
     if not rows:
         return
     others = [name for name in summary if name != "1-agent"]

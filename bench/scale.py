@@ -22,6 +22,7 @@ since a user waits for it too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -101,11 +102,48 @@ def wait_for(path: Path, pattern: str, proc) -> re.Match:
     return found
 
 
+class Unavailable(Exception):
+    """What an arm needs is not on this machine (the message says what)."""
+
+
+@contextlib.contextmanager
+def team_server(tmp: Path, extra_env: dict[str, str] | None = None):
+    """A tracking server (`python -m sweeplab.tracking.server`) on a fresh PostgreSQL database, its
+    processes and the team's under `tmp`: yields (Processes, port); all stopped, the database dropped,
+    afterwards. Unavailable without PostgreSQL at 127.0.0.1:5432."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5)
+    except Exception as err:  # no driver, no server
+        raise Unavailable(f"no PostgreSQL at 127.0.0.1:5432 ({type(err).__name__})") from None
+    database = f"sweeplab_bench_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "ARTIFACTS": str(tmp / "artifacts"),
+        "MLFLOW_TRACKING_URI": "",
+        "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
+        **(extra_env or {}),
+    }
+    port = common.free_port()
+    team = Processes(tmp, env)
+    try:
+        server, server_log = team.start(
+            [sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port)], "server"
+        )
+        wait_for(server_log, "tracking server ready", server)
+        yield team, port
+    finally:
+        team.stop()
+        with admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
 def team_search(args, team: Processes, port: int) -> tuple[float, str]:
-    """Server, chief and AGENTS agents; (seconds from the agents' start to the chief's end, search run id)."""
+    """Chief and AGENTS agents, on the team's server; (seconds from the agents' start to the chief's end,
+    search run id)."""
     tmp = team.tmp
-    server, server_log = team.start([sys.executable, "-m", "sweeplab.tracking.server", "--port", str(port)], "server")
-    wait_for(server_log, "tracking server ready", server)
     chief, chief_log = team.start(
         [
             sys.executable,
@@ -140,32 +178,14 @@ def team_search(args, team: Processes, port: int) -> tuple[float, str]:
 
 def agents(args) -> dict:
     """The search served to AGENTS agent processes, through a tracking server on PostgreSQL."""
-    try:
-        import psycopg
+    from mlflow import MlflowClient
 
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=5)
-    except Exception as err:  # no driver, no server
-        return dict(skipped=f"no PostgreSQL at 127.0.0.1:5432 ({type(err).__name__})")
-    database = f"sweeplab_bench_{uuid.uuid4().hex[:8]}"
-    tmp = Path(args.tmp)
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "ARTIFACTS": str(tmp / "artifacts"),
-        "MLFLOW_TRACKING_URI": "",
-        "DB_URI": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-    }
-    port = common.free_port()
-    team = Processes(tmp, env)
     try:
-        wall, run_id = team_search(args, team, port)
-        from mlflow import MlflowClient
-
-        metrics = MlflowClient(f"http://127.0.0.1:{port}").get_run(run_id).data.metrics
-    finally:
-        team.stop()
-        with admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        with team_server(Path(args.tmp)) as (team, port):
+            wall, run_id = team_search(args, team, port)
+            metrics = MlflowClient(f"http://127.0.0.1:{port}").get_run(run_id).data.metrics
+    except Unavailable as why:
+        return dict(skipped=str(why))
     finished = int(metrics["trials_finished"])
     return dict(wall=wall, trials=finished, per_minute=60 * finished / wall, best_val=metrics["best_val_accuracy"])
 
@@ -182,11 +202,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def summarise(results: dict[str, list[dict]]) -> tuple[dict[str, float], list[list]]:
+def summarise(results: dict[str, list[dict]], arms: list[str] = ARMS) -> tuple[dict[str, float], list[list]]:
     """Trials per minute of each arm that ran (a skipped one says why), and the table's rows."""
     rows = []
     summary = {}
-    for arm in ARMS:
+    for arm in arms:
         runs = [r for r in results[arm] if "skipped" not in r]
         if not runs:
             print(f"{arm}: skipped, {results[arm][0]['skipped']}")
