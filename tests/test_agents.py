@@ -36,26 +36,22 @@ SLOW_TRIALS = (
     "trainer.early_stopping.enabled=false",
 )
 SLOW_EPOCH_S = 0.5
-# Trials of a few seconds, one at a time, for two agents that each wait, stopped, while the other
-# starts (`start_two_agents_that_both_train`): a lease that outlasts the other's start.
+# Trials of a few seconds (`slow_epochs`), one at a time, for two agents that each wait, stopped, while
+# the other starts (`start_two_agents_that_both_train`): a lease that outlasts the other's start.
 SHARED_TRIALS = (
     "tuner.pack=1",
     "trainer.epochs=4",
-    "trainer.batch_size=8",
-    "trainer.steps_per_execution=1",
     "trainer.early_stopping.enabled=false",
     "tuner.oracle.lease_s=300",
     "tuner.oracle.wait_s=60",
 )
 # A short lease, so that a stalled process loses its trial within seconds, yet one that a healthy
 # process keeps on a loaded machine; shorter trials than SLOW_TRIALS (a stopped process is stopped
-# whatever the trial's length).
+# whatever the trial's length), also of slow epochs.
 SHORT_LEASE = ("tuner.oracle.lease_s=15", "tuner.oracle.wait_s=8")
 STALLED_TRIALS = (
     "tuner.max_trials=2",
     "tuner.pack=1",
-    "trainer.batch_size=8",
-    "trainer.steps_per_execution=1",
     "trainer.epochs=8",
     "trainer.early_stopping.enabled=false",
 )
@@ -172,10 +168,11 @@ def two_agents_train_a_search(tmp_path, processes, wrap=lambda command: command)
 
 
 def test_a_search_without_local_workers_is_trained_by_two_agents_even_with_one_host_name_and_process_id(
-    tmp_path, processes
+    tmp_path, processes, monkeypatch
 ):
     """Two agents as two containers would start them: one host name, and each agent process 1
     (here: a PID namespace each). Without `unshare` and root, two plain agents."""
+    slow_epochs(monkeypatch, SLOW_EPOCH_S)
     in_namespaces = shutil.which("unshare") is not None and os.geteuid() == 0
     chief, workers = two_agents_train_a_search(
         tmp_path,
@@ -223,9 +220,10 @@ def test_an_agent_killed_mid_trial_loses_its_trial_to_another(tmp_path, processe
     assert retried[0].data.tags["sweeplab.worker"] != running[0].data.tags["sweeplab.worker"]
 
 
-def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_another(tmp_path, processes):
+def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_another(tmp_path, processes, monkeypatch):
     """SIGSTOP mid-trial, past the lease: the trial goes to another agent; after SIGCONT the stalled
     agent stops training it, its run ends FAILED, and the new owner's run FINISHED."""
+    slow_epochs(monkeypatch, SLOW_EPOCH_S)
     chief = start_chief(tmp_path, processes, *STALLED_TRIALS, *SHORT_LEASE)
     command = printed_agent_command(chief)
     stalled = start_agent(command, tmp_path, processes, "stalled")
@@ -265,7 +263,8 @@ def test_an_agent_stalled_past_its_lease_cannot_finish_the_trial_handed_to_anoth
     assert "stopping its trial" in stalled.output()
 
 
-def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(tmp_path, processes):
+def test_a_local_worker_stalled_past_its_lease_rejoins_and_the_search_finishes(tmp_path, processes, monkeypatch):
+    slow_epochs(monkeypatch, SLOW_EPOCH_S)
     chief = start_chief(tmp_path, processes, *STALLED_TRIALS, *SHORT_LEASE, "tuner.max_trials=3", workers=2)
     (lost,) = until(lambda: trial_runs(tmp_path, "RUNNING")[:1], 180, "a worker's trial", chief)
     pid = int(lost.data.tags["sweeplab.worker"].rsplit(":", 1)[1])

@@ -13,20 +13,26 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from processes import Process, stop_outside_the_store, until
+from processes import Process, slow_epochs, stop_outside_the_store, until
 from stores import sqlite_uri
 from test_agents import printed_agent_command, start_agent, start_chief, store_file, trial_runs
 from test_team_server import start_server
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(autouse=True)
+def _slow_epochs(monkeypatch):
+    slow_epochs(monkeypatch, 0.5)
+
+
 TRIALS = 3
-# Trials of a few seconds, so that the chief is lost while one trains (`training`), and a wait for
-# the chief long enough for that trial (or pack) to finish and be recorded first on a loaded machine.
+# Trials of several seconds (15 epochs of 0.5 s: `slow_epochs`), so that the chief is lost while one
+# trains (`training`), and a wait for the chief long enough for that trial (or pack) to finish and be
+# recorded first on a loaded machine.
 SEARCH = (
     f"tuner.max_trials={TRIALS}",
     "trainer.epochs=15",
-    "trainer.batch_size=16",
     "trainer.early_stopping.enabled=false",
     "model.space.layers=1",
     "tuner.oracle.lease_s=120",

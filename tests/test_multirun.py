@@ -178,7 +178,7 @@ PARALLEL = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
 def test_multirun_over_label_encodings_and_tuners_ends_with_one_ensemble(tmp_path):
     """mlp (integer labels, softmax) and mlp_variant (one-hot targets, sigmoid, MSE) on one digits
     split are one data set: one ensemble, exit 0. Random and Bayesian searches with one seed train the
-    same trials: each counts once. A member's predictions made unreadable: the same command fails loudly."""
+    same trials: each counts once. A member's predictions made unreadable: the same sweep fails loudly."""
     client, stdout = _multirun(tmp_path, TWO_TUNERS_TWO_FAMILIES, *PARALLEL)
     by_role = _runs_by_role(client)
     assert len(by_role["search"]) == 4
@@ -202,7 +202,7 @@ def test_multirun_over_label_encodings_and_tuners_ends_with_one_ensemble(tmp_pat
     member = params["members"].split(",")[0]
     path = Path(unquote(urlparse(client.get_run(member).info.artifact_uri).path)) / "predictions.npz"
     path.write_bytes(b"not an npz")
-    again = _run_multirun(tmp_path, TWO_TUNERS_TWO_FAMILIES, *PARALLEL)
+    again = _run_multirun(tmp_path, TWO_TUNERS_TWO_FAMILIES)  # one job after another: the jobs are not the point
     assert again.returncode == 1, (again.stdout + again.stderr)[-3000:]
     assert "sweeplab: the multirun's searches finished, but its end failed: " in again.stderr
     assert "Traceback" in again.stderr

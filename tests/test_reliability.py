@@ -726,8 +726,6 @@ def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     args = [
         "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4",
         "model.space.units=16,32,48,64",
         f"tracking.uri={uri}",
         f"state_dir={tmp_path / 'state'}",
@@ -736,7 +734,7 @@ def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
         "trainer.verbose=0",
         "ensemble=none",  # the multirun's ensemble: test_multirun.py
     ]
-    result = run_cli(args, tmp_path, timeout=500)
+    result = run_cli([*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=4"], tmp_path, timeout=500)
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_for(uri)
 
@@ -763,7 +761,8 @@ def test_four_parallel_jobs_lose_nothing_and_a_rerun_skips_them(tmp_path):
         (model,) = trial.outputs.model_outputs
         assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
 
-    # The same multirun again: each job finds its finished search and trains nothing.
+    # The same multirun again, its jobs one after another (which launcher runs a job is not part of
+    # its search): each job finds its finished search and trains nothing.
     result = run_cli(args, tmp_path, timeout=500)
     assert result.returncode == 0, result.stderr[-3000:]
     parents_again, trials_again = snapshot()

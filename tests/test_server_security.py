@@ -157,6 +157,9 @@ def test_a_member_reaches_only_its_experiments_never_the_login_store(tmp_path, p
     assert call(uri, "POST", "/api/3.0/mlflow/users/permissions/grant", admin, json=grant)[0] == 200
     assert call(uri, "GET", secret, MEMBER) == (200, b"the admin's")
     assert call(uri, "PUT", secret, MEMBER, data=b"overwritten")[0] == 403
+    # The server remembers a login it checked (auth_cache_ttl_seconds), never one it refused.
+    for wrong in [(MEMBER[0], MEMBER[1] + "x"), (MEMBER[0], MEMBER[1][:-1]), ("admin", MEMBER[1])]:
+        assert call(uri, "GET", secret, wrong)[0] == 401
 
     restart_with_a_new_admin_password(server, tmp_path, processes, db, uri)
 

@@ -45,6 +45,7 @@ ENV_PASSWORD, ENV_PASSWORD_FILE, ENV_USERNAME = (
 MIN_PASSWORD = 12  # MLflow's own minimum: shorter ones fail its admin bootstrap
 READY_TIMEOUT_S = 120
 LOGIN_STORE = "basic_auth.db"
+LOGIN_CACHE_S = 30
 
 
 def parser(prog: str = "python -m sweeplab.tracking.server") -> argparse.ArgumentParser:
@@ -260,6 +261,9 @@ def auth_config(folder: Path, store: Path) -> Path:
         "default_permission = NO_PERMISSIONS\n"
         f"database_uri = sqlite:///{str(store.resolve()).replace('%', '%%')}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # A login's scrypt check costs about 0.1 s of CPU; without a cache every request of every agent pays it.
+        # A password changed or a user deleted through the API stays valid in the other workers until it expires.
+        f"auth_cache_ttl_seconds = {LOGIN_CACHE_S}\n"
     )
     path.chmod(0o600)
     return path
