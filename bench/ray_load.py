@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from scale import Unavailable, summarise, team_server  # noqa: E402
+from scale import Unavailable, arm_result, summarise, team_server  # noqa: E402
 
 ARMS = ["1-agent", "2-agents", "4-agents"]
 
@@ -80,9 +80,7 @@ def arm(args, agents: int) -> dict:
             (search,) = client.search_runs([experiment_id], "tags.`sweeplab.role` = 'search'")
     except Unavailable as why:
         return dict(skipped=str(why))
-    metrics = search.data.metrics
-    finished = int(metrics["trials_finished"])
-    return dict(wall=wall, trials=finished, per_minute=60 * finished / wall, best_val=metrics["best_val_accuracy"])
+    return arm_result(wall, search.data.metrics)
 
 
 def parse_args() -> argparse.Namespace:

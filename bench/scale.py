@@ -186,6 +186,11 @@ def agents(args) -> dict:
             metrics = MlflowClient(f"http://127.0.0.1:{port}").get_run(run_id).data.metrics
     except Unavailable as why:
         return dict(skipped=str(why))
+    return arm_result(wall, metrics)
+
+
+def arm_result(wall: float, metrics: dict) -> dict:
+    """An arm's figures from its search run's metrics: trials finished, trials per minute, best validation."""
     finished = int(metrics["trials_finished"])
     return dict(wall=wall, trials=finished, per_minute=60 * finished / wall, best_val=metrics["best_val_accuracy"])
 
